@@ -15,10 +15,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import struct
+import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -331,6 +335,126 @@ def _crop_box(h: int, w: int, crop) -> tuple[int, int, int, int] | None:
     return y0, y1, x0, x1
 
 
+# --- container integrity ------------------------------------------------------
+def container_problem(data: bytes, container: str) -> str | None:
+    """Say what is structurally wrong with a container, or ``None``.
+
+    MP4 boxes and AVI RIFF chunks must tile the file exactly: a file cut
+    short, or with a damaged box header, does not. Other containers are not
+    checked here (their decoding errors are still caught).
+
+    Example:
+        >>> container_problem(b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00", "mp4")
+        "the file has no 'moov' box (the index of frames)"
+    """
+    n = len(data)
+    if container == "mp4":
+        i, seen = 0, set()
+        while i < n:
+            if n - i < 8:
+                return f"{n - i} stray bytes after the last box"
+            size, kind = struct.unpack(">I4s", data[i : i + 8])
+            if size == 1:
+                if n - i < 16:
+                    return "a box header is cut off"
+                size = struct.unpack(">Q", data[i + 8 : i + 16])[0]
+            elif size == 0:
+                size = n - i
+            if size < 8 or i + size > n:
+                return f"box {kind!r} at byte {i} claims {size} bytes but the file ends at {n}"
+            if not all(32 <= c < 127 for c in kind):
+                return f"box type {kind!r} at byte {i} is not valid"
+            seen.add(kind)
+            i += size
+        if b"moov" not in seen:
+            return "the file has no 'moov' box (the index of frames)"
+        return None
+    if container == "avi":
+        i = 0
+        while i < n:
+            if n - i < 12:
+                return f"{n - i} stray bytes after the last RIFF chunk"
+            tag, size, form = struct.unpack("<4sI4s", data[i : i + 12])
+            if tag != b"RIFF" or form not in (b"AVI ", b"AVIX"):
+                return f"chunk at byte {i} is not a RIFF AVI chunk"
+            end = i + 8 + size
+            if end > n:
+                return f"RIFF chunk at byte {i} claims {size} bytes but the file ends at {n}"
+            problem = _riff_children(data, i + 12, end, in_movi=False)
+            if problem:
+                return problem
+            i = end + (size & 1)
+        return None
+    return None
+
+
+_MOVI_ID = re.compile(rb"^(\d\d(dc|db|wb|pc|tx)|ix\d\d|JUNK|LIST|rec )$")
+
+
+def _riff_children(data: bytes, i: int, end: int, *, in_movi: bool) -> str | None:
+    """Walk RIFF sub-chunks in ``data[i:end]``; MJPG frames must be whole JPEGs."""
+    while i + 8 <= end:
+        cid, size = struct.unpack("<4sI", data[i : i + 8])
+        body_end = i + 8 + size
+        if body_end > end:
+            return f"chunk {cid!r} at byte {i} claims {size} bytes past the end of its list"
+        if in_movi and not _MOVI_ID.match(cid):
+            return f"chunk id {cid!r} at byte {i} is not a valid stream chunk"
+        if cid == b"LIST":
+            if size < 4:
+                return f"LIST at byte {i} is too short"
+            problem = _riff_children(data, i + 12, body_end, in_movi=data[i + 8 : i + 12] == b"movi")
+            if problem:
+                return problem
+        elif in_movi and cid[2:] == b"dc" and size >= 2 and data[i + 8 : i + 10] == b"\xff\xd8":
+            tail = data[max(i + 8, body_end - 4) : body_end]
+            if b"\xff\xd9" not in tail:
+                return f"JPEG frame at byte {i} has no end marker"
+        elif in_movi and cid[2:] == b"dc" and size >= 2 and b"MJPG" in data[:512]:
+            return f"frame chunk at byte {i} does not start with a JPEG marker"
+        i = body_end + (size & 1)
+    return None
+
+
+_FFMPEG_LINE = re.compile(r"^\[[\w:.\-]+ @ (0x)?[0-9a-fA-F]+\] ?(.*)$")
+_DECODE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_errors():
+    """Collect what FFmpeg logs on the native stderr while decoding.
+
+    OpenCV reports success on damaged streams; FFmpeg's own error log is the
+    only signal. Other text written meanwhile is passed back to stderr.
+    """
+    found: list[str] = []
+    with _DECODE_LOCK:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError):
+            pass
+        saved = os.dup(2)
+        tmp = tempfile.TemporaryFile()
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield found
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+            tmp.close()
+            other = []
+            for line in text.splitlines():
+                m = _FFMPEG_LINE.match(line)
+                if m:
+                    found.append(m.group(2))
+                elif line.strip():
+                    other.append(line)
+            if other:
+                print("\n".join(other), file=sys.stderr)
+
+
 # --- decoding ------------------------------------------------------------------
 def read_clip(source: Source, spec: ClipSpec | None = None) -> Clip:
     """Decode a clip, sample its frames and resize them as ``uint8`` RGB.
@@ -360,6 +484,7 @@ def read_clip(source: Source, spec: ClipSpec | None = None) -> Clip:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         container = _check_head(data[:512], "the given bytes", "")
+        _check_structure(data, container, "the given bytes", spec)
         fd, tmp = tempfile.mkstemp(suffix="." + container.split("-")[0], prefix="dlabel_clip_")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -375,13 +500,36 @@ def read_clip(source: Source, spec: ClipSpec | None = None) -> Clip:
             f"read_clip needs a path or bytes, got {type(source).__name__}. Pass a file path or the clip's bytes."
         )
     path = _check_path(source)
+    name = repr(os.fspath(source))
     with open(path, "rb") as fh:
         head = fh.read(512)
-    container = _check_head(head, repr(os.fspath(source)), path.suffix)
-    return _decode(path, spec, container, os.fspath(source))
+    container = _check_head(head, name, path.suffix)
+    if container in ("mp4", "avi"):
+        _check_structure(path.read_bytes(), container, name, spec)
+    return _decode(path, spec, container, name)
+
+
+def _check_structure(data: bytes, container: str, name: str, spec: ClipSpec) -> None:
+    problem = container_problem(data, container)
+    if problem and not spec.allow_truncated:
+        raise TruncatedMedia(
+            f"{name} is a damaged or truncated {container} file: {problem}. Re-export or re-copy the clip, "
+            "or pass ClipSpec(allow_truncated=True) to use the frames that decode."
+        )
 
 
 def _decode(path: Path, spec: ClipSpec, container: str, name: str) -> Clip:
+    with _native_errors() as errors:
+        clip = _decode_frames(path, spec, container, name)
+    if errors and not spec.allow_truncated:
+        raise TruncatedMedia(
+            f"{name}: the decoder reported {len(errors)} error(s) (first: {errors[0]!r}); the clip is damaged "
+            "and some frames are wrong. Re-export the clip, or pass ClipSpec(allow_truncated=True) to accept it."
+        )
+    return clip
+
+
+def _decode_frames(path: Path, spec: ClipSpec, container: str, name: str) -> Clip:
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
