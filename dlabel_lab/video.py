@@ -204,12 +204,15 @@ class ClipStats:
         contrast: Standard deviation of the grey level on 0..1.
         motion: Mean absolute difference between consecutive frames on 0..1.
         blur: ``1 / (1 + laplacian_variance / 100)``; 1 is flat, near 0 is sharp.
+        noise: Standard deviation on 0..1 of the grey level minus its 3x3
+            median (a robust estimate of sensor noise).
     """
 
     brightness: float
     contrast: float
     motion: float
     blur: float
+    noise: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         """The factors as a plain dict."""
@@ -760,11 +763,14 @@ def clip_stats(clip: Clip | np.ndarray) -> ClipStats:
     grey = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
     motion = float(np.abs(np.diff(grey, axis=0)).mean()) if grey.shape[0] > 1 else 0.0
     lap = np.mean([cv2.Laplacian(g * 255.0, cv2.CV_32F).var() for g in grey])
+    grey8 = np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    noise = np.mean([np.std(g.astype(np.float32) - cv2.medianBlur(g, 3)) for g in grey8]) / 255.0
     return ClipStats(
         brightness=float(grey.mean()),
         contrast=float(grey.std()),
         motion=motion,
         blur=float(1.0 / (1.0 + lap / 100.0)),
+        noise=float(noise),
     )
 
 

@@ -1,0 +1,334 @@
+"""Training, retraining and comparing model versions on matched store data.
+
+``train_initial`` trains a first version from a labelled manifest (the lab
+data). ``retrain`` snapshots the labelled clips of the store as a dataset
+version, splits it deterministically by scoring id, fine-tunes the parent on
+the training ids with a Lightning Trainer (progress bar, CSV logs), registers
+the checkpoint with its parent, dataset version, parameters and metrics, and
+compares the new version with its parent on the same held-out ids (the new
+version shadow-scores them through its endpoints, so both sit in
+``store.matched()``).
+
+Example:
+    >>> v1 = train_initial(store, "data/shapes/train/labels.csv", name="shapes", epochs=8)  # doctest: +SKIP
+    >>> v2 = retrain(store, from_version=v1.version, epochs=5)  # doctest: +SKIP
+    >>> v2.comparison  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from .data import ClipDataset, labelled_rows, split_ids
+from .endpoints import deploy, load_version
+from .errors import ConfigError
+from .evaluate import Evaluation, compare, evaluate
+from .models import ClipClassifier
+from .samples import read_manifest
+from .transforms import TransformationParams
+from .video import ClipSpec
+
+__all__ = ["ModelVersion", "train_model", "train_initial", "retrain", "evaluate_version", "fine_tune_copy"]
+
+
+@dataclass
+class ModelVersion:
+    """A registered model version and how it scored.
+
+    Attributes:
+        version: The version id in the store (e.g. ``"shapes-v2"``).
+        parent: The version it was fine-tuned from.
+        dataset_version: The snapshot it was trained on.
+        checkpoint_path: Its safetensors checkpoint.
+        evaluation: Its evaluation on the held-out ids.
+        parent_evaluation: The parent's evaluation on the same ids.
+        comparison: Before/after table (parent vs this version).
+        train_ids: Scoring ids trained on.
+        holdout_ids: Scoring ids held out for the comparison.
+        params: The transformation parameters it was trained with.
+        history: Per-epoch metrics from the CSV logger.
+        log_dir: Where Lightning wrote its CSV logs.
+    """
+
+    version: str
+    parent: str | None = None
+    dataset_version: str | None = None
+    checkpoint_path: str = ""
+    evaluation: Evaluation | None = None
+    parent_evaluation: Evaluation | None = None
+    comparison: pd.DataFrame | None = None
+    train_ids: list[str] = field(default_factory=list)
+    holdout_ids: list[str] = field(default_factory=list)
+    params: TransformationParams | None = None
+    history: pd.DataFrame | None = None
+    log_dir: str = ""
+
+    @property
+    def accuracy(self) -> float | None:
+        """Held-out accuracy of this version."""
+        return None if self.evaluation is None else self.evaluation.accuracy
+
+    @property
+    def improved(self) -> bool | None:
+        """Whether it beats its parent on the held-out ids."""
+        if self.evaluation is None or self.parent_evaluation is None:
+            return None
+        return self.evaluation.accuracy > self.parent_evaluation.accuracy
+
+
+def _history(log_dir: str) -> pd.DataFrame:
+    path = Path(log_dir) / "metrics.csv"
+    if not path.exists():
+        return pd.DataFrame()
+    df = pd.read_csv(path)
+    if "epoch" in df:
+        df = df.groupby("epoch", as_index=False).mean(numeric_only=True)
+    return df.drop(columns=[c for c in ("step",) if c in df])
+
+
+def train_model(
+    model: ClipClassifier,
+    train: ClipDataset,
+    *,
+    val: ClipDataset | None = None,
+    epochs: int = 5,
+    batch_size: int = 8,
+    seed: int = 0,
+    root_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    callbacks: Sequence[pl.Callback] = (),
+) -> tuple[ClipClassifier, pd.DataFrame, str]:
+    """Fit a model with a Lightning Trainer; return it, its per-epoch history and log dir.
+
+    Example:
+        >>> model, history, log_dir = train_model(model, train_set, epochs=3)  # doctest: +SKIP
+    """
+    if epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {epochs!r}")
+    if len(train) == 0:
+        raise ConfigError("no training clips; label some clips first")
+    pl.seed_everything(seed, workers=True, verbose=False)
+    root = Path(root_dir or "lightning_runs")
+    logger = CSVLogger(save_dir=str(root), name="logs")
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False,
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+        num_sanity_val_steps=0, callbacks=list(callbacks), deterministic=False,
+    )
+    g = torch.Generator().manual_seed(seed)
+    train_dl = DataLoader(train, batch_size=batch_size, shuffle=True, generator=g)
+    val_dl = DataLoader(val, batch_size=batch_size) if val is not None and len(val) else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)
+    model.eval()
+    return model, _history(logger.log_dir), logger.log_dir
+
+
+def fine_tune_copy(parent: ClipClassifier, *, lr: float | None = None, class_weights=None,
+                   spec: ClipSpec | None = None) -> ClipClassifier:
+    """A fresh module with the parent's weights and new training options."""
+    hp = dict(parent.hparams)
+    child = ClipClassifier(
+        classes=list(parent.classes), backbone=parent.backbone_name, spec=spec or parent.spec,
+        lr=lr if lr is not None else hp.get("lr", 1e-3), weight_decay=hp.get("weight_decay", 0.0),
+        class_weights=class_weights, embed_dim=hp.get("embed_dim", 64), dropout=hp.get("dropout", 0.0),
+    )
+    child.load_state_dict(parent.state_dict(), strict=True)
+    return child
+
+
+def _save_and_register(store, model: ClipClassifier, *, name: str, parent: str | None, dataset_version: str | None,
+                       params: dict | None, metrics: dict | None) -> tuple[str, str]:
+    ckpt_dir = Path(store.path) / "models"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt_dir / f".{name}-{os.getpid()}-{time.time_ns()}.safetensors"
+    digest = model.save_checkpoint(tmp)
+    final = ckpt_dir / f"{name}-{digest[:16]}.safetensors"
+    os.replace(tmp, final)
+    version = store.register_model(name=name, checkpoint_path=str(final), classes=list(model.classes),
+                                   spec=model.spec.to_dict(), parent=parent, dataset_version=dataset_version,
+                                   params=params, metrics=metrics)
+    model.model_version_ = version
+    return version, str(final)
+
+
+def train_initial(
+    store,
+    manifest: str | os.PathLike,
+    *,
+    name: str = "model",
+    classes: Sequence[str] | None = None,
+    backbone: str = "tiny3d",
+    spec: ClipSpec | None = None,
+    epochs: int = 8,
+    lr: float = 3e-3,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    **model_options,
+) -> ModelVersion:
+    """Train a first model version on a labelled manifest (lab data) and register it.
+
+    Args:
+        store: The payload store the version is registered in.
+        manifest: A ``labels.csv`` manifest (see :func:`~dlabel_lab.make_shape_clips`).
+        name: Registry name; the version id is ``f"{name}-v1"`` for a new name.
+        classes: Class names; default the sorted labels of the manifest.
+        backbone: Backbone of the :class:`~dlabel_lab.ClipClassifier`.
+        spec: Clip spec; default 8 frames of 64 px.
+        epochs: Training epochs.
+        lr: Learning rate.
+        batch_size: Batch size.
+        seed: Seed of everything.
+        progress: Show Lightning's progress bar.
+
+    Example:
+        >>> v1 = train_initial(store, "data/shapes/train/labels.csv", name="shapes")  # doctest: +SKIP
+    """
+    rows = read_manifest(manifest)
+    classes = list(classes) if classes is not None else sorted({r["label"] for r in rows})
+    spec = spec or ClipSpec(frames=8, size=64)
+    torch.manual_seed(seed)
+    model = ClipClassifier(classes=classes, backbone=backbone, spec=spec, lr=lr, **model_options)
+    train = ClipDataset(rows, classes=classes, spec=spec)
+    model, history, log_dir = train_model(model, train, epochs=epochs, batch_size=batch_size, seed=seed,
+                                          root_dir=Path(store.path) / "training", progress=progress)
+    manifest_path = Path(manifest)
+    manifest_file = manifest_path / "labels.csv" if manifest_path.is_dir() else manifest_path
+    params = {
+        "train_manifest": str(manifest_file.resolve()),
+        "manifest_sha256": hashlib.sha256(manifest_file.read_bytes()).hexdigest(),
+        "n_clips": len(rows), "epochs": epochs, "lr": lr, "seed": seed, "backbone": backbone,
+    }
+    final = history.iloc[-1].to_dict() if len(history) else {}
+    metrics = {k: float(v) for k, v in final.items() if isinstance(v, (int, float)) and k != "epoch"}
+    version, ckpt = _save_and_register(store, model, name=name, parent=None, dataset_version=None,
+                                       params={"training": params}, metrics={"train": metrics})
+    return ModelVersion(version=version, checkpoint_path=ckpt, history=history, log_dir=log_dir)
+
+
+def evaluate_version(store, model_version: str, scoring_ids: Sequence[str], *, model: ClipClassifier | None = None,
+                     slices: Sequence[str] | None = None, progress: bool = False) -> Evaluation:
+    """Evaluate a version on given scoring ids, shadow-scoring the ids it has not seen.
+
+    Example:
+        >>> ev = evaluate_version(store, "shapes-v2", holdout_ids)  # doctest: +SKIP
+    """
+    ids = list(scoring_ids)
+    if not ids:
+        raise ConfigError("no scoring ids to evaluate on")
+    have = set(store.matched(model_version=model_version, scoring_ids=ids).df()["scoring_id"])
+    todo = [i for i in ids if i not in have]
+    if todo:
+        model = model or load_version(store, model_version)
+        deploy(model, store, model_version=model_version).shadow_score(todo, progress=progress)
+    records = store.matched(model_version=model_version, scoring_ids=ids).df()
+    return evaluate(records, classes=None if model is None else list(model.classes), slices=slices)
+
+
+def retrain(
+    store,
+    from_version: str | None = None,
+    *,
+    name: str | None = None,
+    epochs: int = 5,
+    lr: float | None = None,
+    batch_size: int = 8,
+    holdout: float = 0.3,
+    seed: int = 0,
+    params: TransformationParams | None = None,
+    dataset_version: str | None = None,
+    slices: Sequence[str] | None = None,
+    progress: bool = True,
+    callbacks: Sequence[pl.Callback] = (),
+    **matched_filters,
+) -> ModelVersion:
+    """Retrain a model version on the labelled clips of the store.
+
+    Args:
+        store: The payload store.
+        from_version: Parent version to fine-tune (default: the newest).
+        name: Registry name of the child (default: the parent's name).
+        epochs: Training epochs.
+        lr: Learning rate (default: the parent's).
+        batch_size: Batch size.
+        holdout: Fraction of scoring ids held out for the parent comparison.
+        seed: Seed of the split, the shuffling and the weights.
+        params: Transformation parameters: augmentation, crop/window/stride
+            (through the clip spec, which the child's endpoint then uses) and
+            class weights.
+        dataset_version: Train on this snapshot instead of a new one.
+        slices: Columns to evaluate per slice as well.
+        progress: Show progress bars.
+        callbacks: Extra Lightning callbacks (e.g. a live plot).
+        **matched_filters: Filters of ``store.matched()`` that select the clips.
+
+    Returns:
+        The new :class:`ModelVersion`, with its comparison against the parent.
+
+    Example:
+        >>> v2 = retrain(store, "shapes-v1", epochs=5)  # doctest: +SKIP
+    """
+    versions = store.model_versions()
+    if from_version is None:
+        if versions.empty:
+            raise ConfigError("the store has no model version to retrain; train one with train_initial first")
+        from_version = str(versions.iloc[-1]["model_version"])
+    run_params = {"from_version": from_version, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                  "holdout": holdout, "seed": seed, "params": None if params is None else params.to_dict(),
+                  "filters": {k: str(v) for k, v in matched_filters.items()}}
+    with store.run("retrain", run_params, model_version=from_version):
+        parent = load_version(store, from_version)
+        name = name or str(store.get_model(from_version).get("name") or "model")
+        if dataset_version is None:
+            dataset_version = store.snapshot_dataset(f"{name}-train", **matched_filters)
+        rows = store.dataset_members(dataset_version)
+        rows = rows.rename(columns={"user_label": "label"}) if "label" not in rows else rows
+        rows = rows.drop_duplicates("scoring_id")
+        train_ids, holdout_ids = split_ids(rows["scoring_id"].tolist(), holdout=holdout, seed=seed)
+        by_id = rows.set_index("scoring_id")
+        spec = params.apply_to_spec(parent.spec) if params is not None else parent.spec
+        augment = None
+        class_weights = None
+        if params is not None and not params.is_empty():
+            augment = params.build_augment(mean=spec.mean, std=spec.std)
+            class_weights = dict(params.class_weights) or None
+        child = fine_tune_copy(parent, lr=lr, class_weights=class_weights, spec=spec)
+        train = ClipDataset(by_id.loc[train_ids].reset_index(), classes=child.classes, spec=spec, augment=augment)
+        val = ClipDataset(by_id.loc[holdout_ids].reset_index(), classes=child.classes, spec=spec)
+        child, history, log_dir = train_model(child, train, val=val, epochs=epochs, batch_size=batch_size, seed=seed,
+                                              root_dir=Path(store.path) / "training", progress=progress,
+                                              callbacks=callbacks)
+        child_params = {"training": {k: v for k, v in run_params.items() if k != "params"},
+                        "transformation_params": None if params is None else params.to_dict(),
+                        "train_ids": train_ids, "holdout_ids": holdout_ids}
+        version, ckpt = _save_and_register(store, child, name=name, parent=from_version,
+                                           dataset_version=dataset_version, params=child_params, metrics=None)
+        after = evaluate_version(store, version, holdout_ids, model=child, slices=slices)
+        before = evaluate_version(store, from_version, holdout_ids, model=parent, slices=slices)
+        store.log_metrics(version, after.to_dict(), split="holdout", scoring_ids=holdout_ids)
+        store.log_metrics(from_version, before.to_dict(), split=f"holdout-of-{version}", scoring_ids=holdout_ids)
+    return ModelVersion(
+        version=version, parent=from_version, dataset_version=dataset_version, checkpoint_path=ckpt,
+        evaluation=after, parent_evaluation=before, comparison=compare(before, after), train_ids=train_ids,
+        holdout_ids=holdout_ids, params=params, history=history, log_dir=log_dir,
+    )
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
