@@ -23,7 +23,34 @@ from torch.utils.data import DataLoader, Dataset
 from .errors import ConfigError, UnknownLabel
 from .video import ClipSpec, read_clip, to_tensor
 
-__all__ = ["ClipDataset", "StoreDataModule", "split_ids", "labelled_rows"]
+__all__ = ["ClipDataset", "StoreDataModule", "split_ids", "labelled_rows", "lineage_training_rows"]
+
+
+def lineage_training_rows(store, model_version: str, *, limit: int | None = None) -> list[dict]:
+    """The labelled lab clips (manifest rows) the root of a version's lineage was trained on.
+
+    Returns an empty list when the lineage records no training manifest or the
+    manifest is gone.
+
+    Example:
+        >>> rows = lineage_training_rows(store, "shapes-v2")  # doctest: +SKIP
+    """
+    import json
+
+    from .samples import read_manifest
+
+    infos = [store.get_model(model_version), *store.lineage(model_version).get("parents", [])]
+    for info in infos:
+        params = info.get("params") or {}
+        params = json.loads(params) if isinstance(params, str) else params
+        manifest = (params.get("training") or {}).get("train_manifest")
+        if manifest:
+            try:
+                rows = read_manifest(manifest)
+            except ConfigError:
+                return []
+            return rows[:limit] if limit is not None else rows
+    return []
 
 
 def split_ids(ids: Sequence[str], *, holdout: float = 0.25, seed: int = 0) -> tuple[list[str], list[str]]:

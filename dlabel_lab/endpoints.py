@@ -212,8 +212,9 @@ class IngestEndpoint:
         """Score one clip (a path or bytes) with an optional user score."""
         return self.score_many([source], None if label is None else [label], progress=False)[0]
 
-    def score_many(self, sources: Sequence, labels: Sequence[str | None] | None = None, *, batch_size: int | None = None,
-                   on_error: str = "raise", progress: bool = True) -> list[ScoringResult]:
+    def score_many(self, sources: Sequence, labels: Sequence[str | None] | None = None, *,
+                   batch_size: int | None = None, on_error: str = "raise",
+                   progress: bool = True) -> list[ScoringResult]:
         """Score clips in batches, with a progress bar.
 
         Args:

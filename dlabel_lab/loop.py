@@ -32,7 +32,7 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from .data import ClipDataset, labelled_rows, split_ids
+from .data import ClipDataset, lineage_training_rows, split_ids
 from .endpoints import deploy, load_version
 from .errors import ConfigError
 from .evaluate import Evaluation, compare, evaluate
@@ -41,7 +41,10 @@ from .samples import read_manifest
 from .transforms import TransformationParams
 from .video import ClipSpec
 
-__all__ = ["ModelVersion", "train_model", "train_initial", "retrain", "evaluate_version", "fine_tune_copy"]
+__all__ = [
+    "ModelVersion", "LoopIteration", "LoopReport", "train_model", "train_initial", "retrain", "evaluate_version",
+    "fine_tune_copy", "run_loop",
+]
 
 
 @dataclass
@@ -254,6 +257,7 @@ def retrain(
     params: TransformationParams | None = None,
     dataset_version: str | None = None,
     slices: Sequence[str] | None = None,
+    include_lab_data: bool = True,
     progress: bool = True,
     callbacks: Sequence[pl.Callback] = (),
     **matched_filters,
@@ -274,6 +278,9 @@ def retrain(
             class weights.
         dataset_version: Train on this snapshot instead of a new one.
         slices: Columns to evaluate per slice as well.
+        include_lab_data: Also train on the lab clips the lineage's root was
+            trained on (recorded by :func:`train_initial`), so that the model
+            keeps what it knew; held-out ids always come from the store only.
         progress: Show progress bars.
         callbacks: Extra Lightning callbacks (e.g. a live plot).
         **matched_filters: Filters of ``store.matched()`` that select the clips.
@@ -289,9 +296,11 @@ def retrain(
         if versions.empty:
             raise ConfigError("the store has no model version to retrain; train one with train_initial first")
         from_version = str(versions.iloc[-1]["model_version"])
-    run_params = {"from_version": from_version, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-                  "holdout": holdout, "seed": seed, "params": None if params is None else params.to_dict(),
-                  "filters": {k: str(v) for k, v in matched_filters.items()}}
+    run_params = {
+        "from_version": from_version, "epochs": epochs, "lr": lr, "batch_size": batch_size, "holdout": holdout,
+        "seed": seed, "include_lab_data": include_lab_data, "params": None if params is None else params.to_dict(),
+        "filters": {k: str(v) for k, v in matched_filters.items()},
+    }
     with store.run("retrain", run_params, model_version=from_version):
         parent = load_version(store, from_version)
         name = name or str(store.get_model(from_version).get("name") or "model")
@@ -309,14 +318,17 @@ def retrain(
             augment = params.build_augment(mean=spec.mean, std=spec.std)
             class_weights = dict(params.class_weights) or None
         child = fine_tune_copy(parent, lr=lr, class_weights=class_weights, spec=spec)
-        train = ClipDataset(by_id.loc[train_ids].reset_index(), classes=child.classes, spec=spec, augment=augment)
+        train_rows = by_id.loc[train_ids].reset_index()[["scoring_id", "media_path", "label"]].to_dict("records")
+        lab_rows = lineage_training_rows(store, from_version) if include_lab_data else []
+        lab_rows = [{"media_path": r["path"], "label": r["label"]} for r in lab_rows if r["label"] in parent.classes]
+        train = ClipDataset(train_rows + lab_rows, classes=child.classes, spec=spec, augment=augment)
         val = ClipDataset(by_id.loc[holdout_ids].reset_index(), classes=child.classes, spec=spec)
         child, history, log_dir = train_model(child, train, val=val, epochs=epochs, batch_size=batch_size, seed=seed,
                                               root_dir=Path(store.path) / "training", progress=progress,
                                               callbacks=callbacks)
         child_params = {"training": {k: v for k, v in run_params.items() if k != "params"},
                         "transformation_params": None if params is None else params.to_dict(),
-                        "train_ids": train_ids, "holdout_ids": holdout_ids}
+                        "train_ids": train_ids, "holdout_ids": holdout_ids, "n_lab_clips": len(lab_rows)}
         version, ckpt = _save_and_register(store, child, name=name, parent=from_version,
                                            dataset_version=dataset_version, params=child_params, metrics=None)
         after = evaluate_version(store, version, holdout_ids, model=child, slices=slices)
@@ -332,3 +344,152 @@ def retrain(
 
 def _json(obj) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+@dataclass
+class LoopIteration:
+    """One iteration of :func:`run_loop`."""
+
+    iteration: int
+    parent: str
+    child: ModelVersion
+    params: TransformationParams
+    deployed: bool
+    params_version: str | None = None
+
+    def row(self) -> dict:
+        ev, pe = self.child.evaluation, self.child.parent_evaluation
+        return {
+            "iteration": self.iteration, "parent": self.parent, "child": self.child.version,
+            "n_holdout": len(self.child.holdout_ids),
+            "parent_accuracy": None if pe is None else round(pe.accuracy, 4),
+            "child_accuracy": None if ev is None else round(ev.accuracy, 4),
+            "delta": None if ev is None or pe is None else round(ev.accuracy - pe.accuracy, 4),
+            "deployed": self.deployed,
+            "params": ", ".join(k for k in ("brightness", "contrast", "scale", "blur", "noise", "crop",
+                                            "frame_window", "class_weights")
+                                if getattr(self.params, k) not in (None, {}, ())) or "none",
+        }
+
+
+@dataclass
+class LoopReport:
+    """What :func:`run_loop` did, iteration by iteration.
+
+    Attributes:
+        start: The version the loop started from.
+        newest: The best version so far (the one deployed).
+        iterations: One :class:`LoopIteration` each.
+    """
+
+    start: str
+    newest: str
+    iterations: list[LoopIteration] = field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        """One row per iteration: parent, child, held-out accuracies, delta, deployed, parameters."""
+        return pd.DataFrame([it.row() for it in self.iterations])
+
+    def deploy(self, store, **kwargs):
+        """An :class:`~dlabel_lab.IngestEndpoint` serving the newest deployed version."""
+        from .endpoints import deploy_version
+
+        return deploy_version(store, self.newest, **kwargs)
+
+
+def run_loop(
+    store,
+    *,
+    from_version: str | None = None,
+    iterations: int = 2,
+    epochs: int = 5,
+    lr: float | None = None,
+    seed: int = 0,
+    holdout: float = 0.3,
+    top_neurons: int = 8,
+    n_steps: int = 8,
+    sensitivity: bool = True,
+    review=None,
+    progress: bool = True,
+    plots_dir: str | os.PathLike | None = None,
+) -> LoopReport:
+    """Evaluate → attribute → derive → retrain → compare → deploy when better, ``iterations`` times.
+
+    Each iteration is a run in the execution log (kind ``"loop-iteration"``)
+    with the derived parameters and the comparison as its result; the child
+    becomes the next parent only when it beats its parent on the same
+    held-out ids. ``store.lineage(report.newest)`` shows the chain.
+
+    Args:
+        store: The payload store.
+        from_version: Version to start from (default: the newest registered).
+        iterations: Number of iterations.
+        epochs: Training epochs per retrain.
+        lr: Learning rate (default: the parent's).
+        seed: Seed of splits and training.
+        holdout: Held-out fraction of scoring ids.
+        top_neurons: Neurons that get full neuron attributions.
+        n_steps: Integration steps of the path attributions.
+        sensitivity: Run the sensitivity check when deriving.
+        review: Optional callable ``TransformationParams -> TransformationParams``
+            (a human accepting or rejecting parameters).
+        progress: Show progress bars.
+        plots_dir: Write per-iteration figures here.
+
+    Example:
+        >>> report = run_loop(store, from_version="shapes-v1", iterations=2)  # doctest: +SKIP
+        >>> report.table()  # doctest: +SKIP
+    """
+    from .derive import analyse, derive_transformation_params
+
+    if iterations < 1:
+        raise ConfigError(f"iterations must be >= 1, got {iterations!r}")
+    versions = store.model_versions()
+    if from_version is None:
+        if versions.empty:
+            raise ConfigError("the store has no model version; train one with train_initial first")
+        from_version = str(versions.iloc[-1]["model_version"])
+    report = LoopReport(start=from_version, newest=from_version)
+    current = from_version
+    for i in range(1, iterations + 1):
+        run_id = store.start_run("loop-iteration", {"iteration": i, "parent": current, "epochs": epochs,
+                                                    "seed": seed}, model_version=current)
+        try:
+            analysis = analyse(store, current, top_neurons=top_neurons, n_steps=n_steps, progress=progress)
+            params = derive_transformation_params(store, current, analysis=analysis, sensitivity=sensitivity,
+                                                  save=False, progress=progress)
+            if review is not None:
+                params = review(params)
+            params_version = store.save_params(params.to_dict(), model_version=current, name=f"{current}-params")
+            child = retrain(store, current, epochs=epochs, lr=lr, seed=seed, holdout=holdout, params=params,
+                            progress=progress)
+            deployed = bool(child.improved)
+            it = LoopIteration(iteration=i, parent=current, child=child, params=params, deployed=deployed,
+                               params_version=params_version)
+            report.iterations.append(it)
+            if plots_dir is not None:
+                _iteration_plots(Path(plots_dir), analysis, child)
+            if deployed:
+                current = child.version
+                report.newest = current
+            store.finish_run(run_id, status="ok", result={**it.row(), "params_version": params_version})
+        except BaseException as e:
+            store.finish_run(run_id, status="failed", error=e)
+            raise
+    return report
+
+
+def _iteration_plots(plots: Path, analysis, child: ModelVersion) -> None:
+    import matplotlib.pyplot as plt
+
+    from .neurons import neuron_functions_long
+    from .plots import plot_confusion, plot_learning_curves, plot_neuron_functions, save_figure
+
+    for name, ax in (
+        (f"{child.version}_learning_curves.png", plot_learning_curves(child.history)),
+        (f"{child.version}_confusion.png", plot_confusion(child.evaluation.confusion, child.evaluation.classes)),
+        (f"{analysis.model_version}_neuron_functions.png",
+         plot_neuron_functions(neuron_functions_long(analysis.functions))),
+    ):
+        save_figure(ax, plots / name)
+        plt.close(ax.figure)

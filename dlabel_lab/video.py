@@ -206,6 +206,9 @@ class ClipStats:
         blur: ``1 / (1 + laplacian_variance / 100)``; 1 is flat, near 0 is sharp.
         noise: Standard deviation on 0..1 of the grey level minus its 3x3
             median (a robust estimate of sensor noise).
+        object_scale: Square root of the fraction of pixels that differ from
+            the clip's temporal median (the moving foreground over a static
+            background, as from a fixed camera); 0 for a static clip.
     """
 
     brightness: float
@@ -213,6 +216,7 @@ class ClipStats:
     motion: float
     blur: float
     noise: float = 0.0
+    object_scale: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         """The factors as a plain dict."""
@@ -443,7 +447,7 @@ def _native_errors():
         except (AttributeError, ValueError):
             pass
         saved = os.dup(2)
-        tmp = tempfile.TemporaryFile()
+        tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally, after fd 2 is restored
         os.dup2(tmp.fileno(), 2)
         try:
             yield found
@@ -765,12 +769,16 @@ def clip_stats(clip: Clip | np.ndarray) -> ClipStats:
     lap = np.mean([cv2.Laplacian(g * 255.0, cv2.CV_32F).var() for g in grey])
     grey8 = np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
     noise = np.mean([np.std(g.astype(np.float32) - cv2.medianBlur(g, 3)) for g in grey8]) / 255.0
+    diff = np.abs(grey - np.median(grey, axis=0))
+    threshold = max(0.04, 4.0 * float(np.median(diff)) / 0.6745)
+    object_scale = float(np.sqrt((diff > threshold).mean())) if grey.shape[0] > 1 else 0.0
     return ClipStats(
         brightness=float(grey.mean()),
         contrast=float(grey.std()),
         motion=motion,
         blur=float(1.0 / (1.0 + lap / 100.0)),
         noise=float(noise),
+        object_scale=object_scale,
     )
 
 
