@@ -119,7 +119,7 @@ class AnalysisMixin:
         """Append attributions: ``scoring_id``, ``kind`` and ``values`` (flat numbers, or any JSON value).
 
         Example:
-            >>> rows = [{"scoring_id": sid, "kind": "frame", "values": [0.1, 0.7]}]
+            >>> rows = [{"scoring_id": sid, "kind": "frame", "values": [0.1, 0.7]}]  # doctest: +SKIP
             >>> store.log_attributions("shapes-v1", rows)  # doctest: +SKIP
         """
         self._writable()

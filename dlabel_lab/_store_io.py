@@ -393,6 +393,11 @@ def _locked_message(store_dir: Path, holder: Mapping[str, Any]) -> str:
             "Close the store there (store.close()) before opening it for writing."
         )
     pid, host, since = holder.get("pid", "?"), holder.get("host", "?"), holder.get("since", "?")
+    if pid == os.getpid() and host == socket.gethostname():
+        return (
+            f"The payload store {store_dir} is locked: this process ({pid}) already has it open for writing since "
+            f"{since} UTC through another PayloadStore object. Use that object, or close() it and open again."
+        )
     return (
         f"The payload store {store_dir} is locked: process {pid} on {host} has it open for writing since "
         f"{since} UTC. One process owns a store: send the work to that process, or close the store there "

@@ -377,7 +377,8 @@ class VersionsMixin:
         out = frame.iloc[0].to_dict()
         for key in ("params", "metrics", "spec"):
             out[key] = json.loads(out[key])
-        out["classes"] = list(out["classes"])
+        out["classes"] = [str(c) for c in out["classes"]]
+        out["n"] = int(out["n"])
         out["created_at"] = out["created_at"].to_pydatetime()
         return out
 

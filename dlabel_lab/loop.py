@@ -17,8 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 import warnings
@@ -102,6 +104,20 @@ def _history(log_dir: str) -> pd.DataFrame:
     return df.drop(columns=[c for c in ("step",) if c in df])
 
 
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Silence Lightning's start-up chatter (accelerator lines, tips); warnings and errors still show."""
+    loggers = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def train_model(
     model: ClipClassifier,
     train: ClipDataset,
@@ -126,17 +142,19 @@ def train_model(
     pl.seed_everything(seed, workers=True, verbose=False)
     root = Path(root_dir or "lightning_runs")
     logger = CSVLogger(save_dir=str(root), name="logs")
-    trainer = pl.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False,
-        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
-        num_sanity_val_steps=0, callbacks=list(callbacks), deterministic=False,
-    )
+    with _quiet_lightning():
+        trainer = pl.Trainer(
+            max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False,
+            enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+            num_sanity_val_steps=0, callbacks=list(callbacks), deterministic=False,
+        )
     g = torch.Generator().manual_seed(seed)
     train_dl = DataLoader(train, batch_size=batch_size, shuffle=True, generator=g)
     val_dl = DataLoader(val, batch_size=batch_size) if val is not None and len(val) else None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+    with warnings.catch_warnings(), _quiet_lightning():
+        for message in (".*does not have many workers.*", ".*number of training batches.*",
+                        ".*no `val_dataloader`.*", ".*LeafSpec.*"):
+            warnings.filterwarnings("ignore", message=message)
         trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)
     model.eval()
     return model, _history(logger.log_dir), logger.log_dir

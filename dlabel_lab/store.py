@@ -340,6 +340,7 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
             >>> store.export_parquet("exports/matched")  # doctest: +SKIP
             PosixPath('exports/matched')
         """
+        import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
         out = Path(out_dir)
@@ -347,7 +348,7 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
         rel = self.matched(**matched_filters)
         with self._mapped_errors():
             table = rel.to_arrow_table()
-        dates = pa.compute.strftime(table.column("received_at"), format="%Y-%m-%d")
+        dates = pc.strftime(table.column("received_at"), format="%Y-%m-%d")
         table = table.append_column("received_date", dates)
         if table.num_rows:
             ds.write_dataset(

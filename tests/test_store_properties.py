@@ -161,7 +161,7 @@ class StoreMachine(RuleBasedStateMachine):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-StoreMachine.TestCase.settings = settings(max_examples=12, stateful_step_count=25, deadline=None)
+StoreMachine.TestCase.settings = settings(max_examples=8, stateful_step_count=20, deadline=None)
 test_store_state_machine = StoreMachine.TestCase
 
 

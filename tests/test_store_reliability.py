@@ -84,7 +84,7 @@ def test_a_second_process_gets_store_locked_naming_the_holder(tmp_path):
             assert out["error"] == "StoreLocked", out
             assert f"process {os.getpid()}" in out["message"] and "close the store there" in out["message"]
             assert out["seconds"] < 1.0
-        with pytest.raises(dl.StoreLocked, match=f"process {os.getpid()}"):
+        with pytest.raises(dl.StoreLocked, match=f"this process \\({os.getpid()}\\)"):
             PayloadStore(store.path)  # a second store object in this process is refused too
     finally:
         store.close()

@@ -41,12 +41,14 @@ def reject_params(params: TransformationParams, rejected: list[str], *, note: st
 
     Their evidence stays, with ``note`` added, so ``describe()`` still lists them
     as rejected candidates (value ``None``): what was turned down is not hidden.
+    Names that have no value already are left as they are.
 
     Example:
         >>> p = reject_params(TransformationParams(blur=(0.5, 1.0), noise=(0.0, 0.1)), ["blur"])
         >>> p.blur, p.noise
         (None, (0.0, 0.1))
     """
+    rejected = [name for name in rejected if getattr(params, name) != _DEFAULTS[name]]
     evidence = dict(params.evidence)
     for name in rejected:
         if name in evidence:

@@ -1,0 +1,119 @@
+"""The loop end to end on tiny data: train, deploy, score, match, evaluate, retrain, iterate."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+import dlabel_lab as dl
+from dlabel_lab.loop import run_loop
+
+CLASSES = ["circle", "square", "triangle"]
+SPEC = dl.ClipSpec(frames=4, size=32)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loop")
+    train = dl.make_shape_clips(root / "train", 9, seed=0, frames=6, size=32)
+    ops = dl.make_shape_clips(root / "ops", 12, seed=1, frames=6, size=32, drift="operational")
+    return train, ops
+
+
+@pytest.fixture
+def scored_store(tmp_path, clips):
+    train, ops = clips
+    with dl.PayloadStore(tmp_path / "store") as store:
+        v1 = dl.train_initial(store, train, name="shapes", classes=CLASSES, spec=SPEC, epochs=2, progress=False,
+                              embed_dim=16)
+        rows = dl.read_manifest(ops)
+        dl.deploy_version(store, v1.version).score_many([r["path"] for r in rows], [r["label"] for r in rows],
+                                                        progress=False)
+        yield store, v1
+
+
+def test_end_to_end_retrain(scored_store):
+    store, v1 = scored_store
+    assert v1.version == "shapes-v1" and len(v1.history) == 2
+    matched = store.matched(model_version=v1.version).df()
+    assert len(matched) == 12 and matched["user_label"].notna().all()
+    ev = dl.evaluate(matched, classes=CLASSES)
+    assert ev.n == 12 and 0.0 <= ev.accuracy <= 1.0 and ev.confusion.sum() == 12
+    v2 = dl.retrain(store, v1.version, epochs=1, holdout=0.34, progress=False)
+    assert v2.version == "shapes-v2" and v2.parent == "shapes-v1"
+    assert set(v2.train_ids).isdisjoint(v2.holdout_ids) and len(v2.train_ids) + len(v2.holdout_ids) == 12
+    # parent and child are compared on exactly the same held-out ids, both present in matched()
+    for version in ("shapes-v1", "shapes-v2"):
+        got = store.matched(model_version=version, scoring_ids=v2.holdout_ids).df()
+        assert sorted(got["scoring_id"]) == sorted(v2.holdout_ids)
+    assert v2.evaluation.n == v2.parent_evaluation.n == len(v2.holdout_ids)
+    assert {"before", "after", "delta"} <= set(v2.comparison.columns)
+    lineage = store.lineage(v2.version)
+    assert lineage["chain"][:2] == ["shapes-v2", "shapes-v1"]
+    assert lineage["dataset"]["version"] == v2.dataset_version
+    assert lineage["dataset"]["n_members"] == 12
+    runs = store.runs("retrain")
+    assert (runs["status"] == "ok").sum() == 1
+
+
+def test_retrain_records_its_params_and_spec(scored_store):
+    store, v1 = scored_store
+    params = dl.TransformationParams(brightness=(0.5, 1.0), frame_window=(0.0, 0.5), p=1.0)
+    v2 = dl.retrain(store, v1.version, epochs=1, params=params, progress=False)
+    info = store.get_model(v2.version)
+    saved = info["params"] if isinstance(info["params"], dict) else json.loads(info["params"])
+    assert dl.TransformationParams.from_dict(saved["transformation_params"]) == params
+    spec = info["spec"] if isinstance(info["spec"], dict) else json.loads(info["spec"])
+    assert tuple(spec["window"]) == (0.0, 0.5)  # the child's endpoint preprocessing follows the params
+    assert dl.load_version(store, v2.version).spec.window == (0.0, 0.5)
+
+
+def test_retrain_failure_is_in_the_execution_log(scored_store):
+    store, _ = scored_store
+    with pytest.raises(dl.DLabelError):
+        dl.retrain(store, "shapes-v9", epochs=1, progress=False)
+    runs = store.runs("retrain")
+    assert (runs["status"] == "failed").sum() == 1
+
+
+def test_two_iteration_loop(scored_store, tmp_path):
+    store, v1 = scored_store
+    report = run_loop(store, from_version=v1.version, iterations=2, epochs=1, top_neurons=2, n_steps=2,
+                      progress=False, plots_dir=tmp_path / "plots")
+    table = report.table()
+    assert list(table["iteration"]) == [1, 2]
+    assert table["child"].tolist() == ["shapes-v2", "shapes-v3"]
+    assert table.loc[1, "parent"] == (table.loc[0, "child"] if table.loc[0, "deployed"] else "shapes-v1")
+    runs = store.runs("loop-iteration")
+    assert len(runs) == 2 and (runs["status"] == "ok").all()
+    analysed_v1 = int((table["parent"] == v1.version).sum())  # append-only: one set per analysis
+    assert len(store.neuron_functions(v1.version)) == 16 * analysed_v1  # one function per embedding neuron
+    assert len(store.clip_tags(v1.version)) > 0
+    assert any(p.suffix == ".png" for p in (tmp_path / "plots").iterdir())
+    lineage = store.lineage("shapes-v3")
+    assert lineage["chain"][-1] == "shapes-v1"
+
+
+def test_split_ids_is_stable_as_data_grows():
+    ids = [f"id-{i}" for i in range(40)]
+    train, held = dl.split_ids(ids, holdout=0.25, seed=3)
+    train2, held2 = dl.split_ids(ids + [f"new-{i}" for i in range(40)], holdout=0.25, seed=3)
+    assert set(held) <= set(held2) and set(train) <= set(train2)
+    assert 4 <= len(held) <= 16
+
+
+def test_clip_dataset_rejects_unknown_labels(shape_rows):
+    with pytest.raises(dl.UnknownLabel):
+        dl.ClipDataset([{"path": shape_rows[0]["path"], "label": "hexagon"}], classes=CLASSES, spec=SPEC)
+
+
+def test_store_data_module_splits_by_id(scored_store):
+    store, _ = scored_store
+    dm = dl.StoreDataModule(store, classes=CLASSES, spec=SPEC, holdout=0.34, batch_size=4)
+    dm.setup()
+    assert sorted(dm.train_ids + dm.holdout_ids) == sorted(store.matched().df()["scoring_id"])
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape[1:] == (3, 4, 32, 32) and y.dtype.is_floating_point is False
+    assert isinstance(dm.rows(), pd.DataFrame)
