@@ -23,10 +23,10 @@ from .errors import ConfigError
 def add_demo_parser(sub) -> None:
     d = sub.add_parser("demo", help="run the whole loop on generated sample clips")
     d.add_argument("--store", default="dlabel_store", help="store folder (replaced if it holds an earlier demo)")
-    d.add_argument("--train-clips", type=int, default=48)
+    d.add_argument("--train-clips", type=int, default=60)
     d.add_argument("--ops-clips", type=int, default=72)
-    d.add_argument("--epochs", type=int, default=10)
-    d.add_argument("--retrain-epochs", type=int, default=8)
+    d.add_argument("--epochs", type=int, default=30)
+    d.add_argument("--retrain-epochs", type=int, default=15)
     d.add_argument("--iterations", type=int, default=2)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--fast", action="store_true", help="tiny sizes for a smoke test")

@@ -45,7 +45,7 @@ from .video import ClipSpec
 
 __all__ = [
     "ModelVersion", "LoopIteration", "LoopReport", "train_model", "train_initial", "retrain", "evaluate_version",
-    "fine_tune_copy", "run_loop",
+    "fine_tune_copy", "run_loop", "ensure_scored",
 ]
 
 
@@ -241,6 +241,28 @@ def train_initial(
     version, ckpt = _save_and_register(store, model, name=name, parent=None, dataset_version=None,
                                        params={"training": params}, metrics={"train": metrics})
     return ModelVersion(version=version, checkpoint_path=ckpt, history=history, log_dir=log_dir)
+
+
+def ensure_scored(store, model_version: str, scoring_ids: Sequence[str] | None = None, *,
+                  progress: bool = False) -> int:
+    """Shadow-score, with a version, the labelled clips it has not scored yet; return how many.
+
+    A deployed child has only scored its held-out ids; analysing it needs
+    the whole comprehensive data set.
+
+    Example:
+        >>> ensure_scored(store, "shapes-v2")  # doctest: +SKIP
+        36
+    """
+    if scoring_ids is None:
+        labelled = store.matched().df()
+        scoring_ids = labelled.loc[labelled["user_label"].notna(), "scoring_id"].unique().tolist()
+    have = set(store.matched(model_version=model_version, scoring_ids=list(scoring_ids)).df()["scoring_id"])
+    todo = [i for i in scoring_ids if i not in have]
+    if todo:
+        deploy(load_version(store, model_version), store, model_version=model_version).shadow_score(
+            todo, progress=progress)
+    return len(todo)
 
 
 def evaluate_version(store, model_version: str, scoring_ids: Sequence[str], *, model: ClipClassifier | None = None,
@@ -473,6 +495,7 @@ def run_loop(
         run_id = store.start_run("loop-iteration", {"iteration": i, "parent": current, "epochs": epochs,
                                                     "seed": seed}, model_version=current)
         try:
+            ensure_scored(store, current, progress=progress)
             analysis = analyse(store, current, top_neurons=top_neurons, n_steps=n_steps, progress=progress)
             params = derive_transformation_params(store, current, analysis=analysis, sensitivity=sensitivity,
                                                   save=False, progress=progress)

@@ -351,7 +351,8 @@ class TransformationParams:
 
         Args:
             mean: Normalisation mean of the clips (RGB, 0..1 scale); also the
-                fill for borders exposed by zooming out or shifting.
+                (unused for zoom-out borders, which take the clip's own
+                background: the median of its border pixels).
             std: Normalisation std of the clips.
             seed: Seed for a reproducible sequence of augmentations; defaults
                 to ``self.seed``. The global RNG (CPU, CUDA) is left untouched. With
@@ -375,7 +376,7 @@ class TransformationParams:
         steps: list[Callable] = []
         if self.scale is not None or self.translate is not None:
             steps.append(
-                v2.RandomAffine(
+                _BackgroundAffine(
                     degrees=0.0,
                     translate=self.translate,
                     scale=self.scale,
@@ -476,6 +477,24 @@ class _Clamp01(torch.nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return tv_tensors.wrap(video.as_subclass(torch.Tensor).clamp(0.0, 1.0), like=video)
+
+
+class _BackgroundAffine(v2.RandomAffine):
+    """``RandomAffine`` that fills exposed borders with the clip's own background.
+
+    A fixed fill (e.g. the normalisation mean) paints a frame around every
+    zoomed-out clip that operational clips never have, and a model learns that
+    frame instead of the smaller object. The fill here is the per-channel
+    median of the clip's border pixels, one value for all frames of a clip.
+    """
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        t = inpt.as_subclass(torch.Tensor)
+        border = torch.cat([t[..., 0, :], t[..., -1, :], t[..., :, 0], t[..., :, -1]], dim=-1)
+        channels = border.transpose(0, -2).reshape(t.shape[-3], -1) if t.ndim == 4 else border.reshape(t.shape[-3], -1)
+        fill = [float(v) for v in channels.median(dim=1).values]
+        return self._call_kernel(F.affine, inpt, **params, interpolation=self.interpolation, fill=fill,
+                                 center=self.center)
 
 
 class _ClipBlur(v2.GaussianBlur):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,7 +47,7 @@ def test_score_logs_every_part(ingest, store, shape_rows):
     assert rec["model_version"] == ingest.model_version
     assert len(rec["embedding"]) == 16 and len(rec["probabilities"]) == 3
     assert (rec["fps"], rec["frame_count"], rec["codec"]) == (12.0, 16, "FMP4")
-    data = open(row["path"], "rb").read()
+    data = Path(row["path"]).read_bytes()
     assert hashlib.sha256(store.raw_bytes(result.scoring_id)).hexdigest() == hashlib.sha256(data).hexdigest()
     assert rec["sha256"] == result.sha256 == hashlib.sha256(data).hexdigest()
 
@@ -61,7 +62,7 @@ def test_score_many_batches_and_orders_ids(ingest, store, shape_rows):
 
 
 def test_bytes_source(ingest, store, mp4_path):
-    result = ingest.score(open(mp4_path, "rb").read(), label="circle")
+    result = ingest.score(Path(mp4_path).read_bytes(), label="circle")
     assert result.ok and len(store.matched().df()) == 1
 
 

@@ -56,6 +56,12 @@ def test_end_to_end_retrain(scored_store):
     assert lineage["dataset"]["n_members"] == 12
     runs = store.runs("retrain")
     assert (runs["status"] == "ok").sum() == 1
+    # a deployed child is analysed on the whole data set: it shadow-scores what it has not seen
+    from dlabel_lab.loop import ensure_scored
+
+    assert ensure_scored(store, v2.version) == len(v2.train_ids)
+    assert len(store.matched(model_version=v2.version).df()) == 12
+    assert ensure_scored(store, v2.version) == 0
 
 
 def test_retrain_records_its_params_and_spec(scored_store):

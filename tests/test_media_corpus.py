@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,7 +31,8 @@ def _png_bytes() -> bytes:
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 TEXT = b"this is not a video, just some text\n" * 5
-GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff,"
+       b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 
 
 def _flip(data: bytes, pos: int, n: int = 8) -> bytes:
@@ -71,8 +73,8 @@ def _avi_cases(data: bytes) -> dict[str, bytes]:
 def corpus(tmp_path_factory, mp4_path, avi_path):
     """name -> (source, expected MediaError subclass or MediaError)."""
     root = tmp_path_factory.mktemp("corpus")
-    mp4 = open(mp4_path, "rb").read()
-    avi = open(avi_path, "rb").read()
+    mp4 = Path(mp4_path).read_bytes()
+    avi = Path(avi_path).read_bytes()
     rng = np.random.default_rng(0)
     items: dict[str, tuple[object, type]] = {}
 

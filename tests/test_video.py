@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -166,7 +168,7 @@ def test_sniff_and_structure():
 
 
 def test_allow_truncated_reads_what_decodes(mp4_path):
-    data = open(mp4_path, "rb").read()
+    data = Path(mp4_path).read_bytes()
     with pytest.raises(dl.TruncatedMedia):
         dl.read_clip(data[:-40])
     clip = dl.read_clip(data[:-40], dl.ClipSpec(frames=4, size=16, allow_truncated=True))
@@ -174,7 +176,7 @@ def test_allow_truncated_reads_what_decodes(mp4_path):
 
 
 def test_decoder_errors_are_not_printed_raw(mp4_path, capfd):
-    data = bytearray(open(mp4_path, "rb").read())
+    data = bytearray(Path(mp4_path).read_bytes())
     start = data.find(b"mdat") + 4
     for k in range(8):
         data[start + 120 + k] ^= 0xFF

@@ -127,8 +127,9 @@ def test_dataset_browser_filters_through_matched(loop, clips):
 
     orphan = store.new_scoring_id()
     store.log_score(orphan, "circle")  # a score without a clip: unmatched
-    b.refresh()
-    assert orphan in b.unmatched.value
+    store.log_clip_tags(version, [{"scoring_id": results[-1].scoring_id, "tag": "bright", "score": 0.7}])
+    b.reload_button.click()
+    assert orphan in b.unmatched.value and ("bright", "bright") in b.tag.options
     assert b.errors == []
 
 

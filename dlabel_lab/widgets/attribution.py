@@ -119,7 +119,11 @@ class AttributionViewer(widgets.VBox):
 
     @guarded
     def show_clip(self, change: dict | None = None) -> None:
-        """Draw the selected clip's heatmap overlay, its frame attribution, tags and factors."""
+        """Draw the selected clip's heatmap overlay, its frame attribution, tags and factors.
+
+        Example:
+            >>> viewer.clip.value = 3  # calls show_clip  # doctest: +SKIP
+        """
         i, a = self.clip.value, self.analysis
         frames = np.asarray(a.frames[i])
         shown = min(self.max_frames, frames.shape[0])
@@ -130,12 +134,18 @@ class AttributionViewer(widgets.VBox):
         plot_frame_attribution(np.asarray(a.frame_profile[i]), ax=ax)
         self.frame_bars.value = figure_png(fig)
         sid = a.scoring_ids[i]
-        tags = a.tags[a.tags["scoring_id"] == sid] if len(a.tags) else a.tags
-        factors = a.factors[a.factors["scoring_id"] == sid].drop(columns="scoring_id").T if len(a.factors) else None
+        tags = a.tags[a.tags["scoring_id"] == sid] if "scoring_id" in a.tags else a.tags.iloc[:0]
+        factors = a.factors[a.factors["scoring_id"] == sid].drop(columns="scoring_id").T if "scoring_id" in a.factors \
+            else None
         self.clip_info.value = "<b>tags</b>" + table_html(tags) + "<b>factors</b>" + table_html(factors)
 
     def accepted(self) -> list[str]:
-        """Names of the parameters currently accepted."""
+        """Names of the parameters currently accepted.
+
+        Example:
+            >>> viewer.toggles["blur"].value = False; viewer.accepted()  # doctest: +SKIP
+            ['brightness', 'class_weights']
+        """
         return [name for name, toggle in self.toggles.items() if toggle.value]
 
     def accepted_params(self) -> TransformationParams:

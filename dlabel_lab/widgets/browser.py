@@ -82,6 +82,8 @@ class DatasetBrowser(widgets.VBox):
         self.metrics = widgets.HTML()
         self.confusion = widgets.Image(format="png")
         self.unmatched = widgets.HTML()
+        self.reload_button = widgets.Button(description="Reload", icon="refresh", tooltip="new versions, clips, tags")
+        self.reload_button.on_click(lambda _b: self.reload())
         self._quiet = False
         self._classes: list[str] = []
         self.update_options()
@@ -94,12 +96,17 @@ class DatasetBrowser(widgets.VBox):
         ], titles=("clips", "table", "metrics", "unmatched"))
         super().__init__([
             widgets.HBox([self.version, self.label, self.prediction, self.tag]),
-            widgets.HBox([self.correct, self.confidence]), self.count, tabs, self.output,
+            widgets.HBox([self.correct, self.confidence, self.reload_button]), self.count, tabs, self.output,
         ])
         self.refresh()
 
     def update_options(self) -> None:
-        """Reload the dropdown choices (versions, classes, tags) from the store."""
+        """Reload the dropdown choices (versions, classes, tags) from the store, keeping valid selections.
+
+        Example:
+            >>> browser.update_options(); browser.tag.options  # doctest: +SKIP
+            (('any', None), ('dark', 'dark'))
+        """
         versions = self.store.model_versions()
         names = [str(v) for v in versions["model_version"]] if len(versions) else []
         classes = self._classes = _classes(versions)
@@ -135,8 +142,23 @@ class DatasetBrowser(widgets.VBox):
         return {k: v for k, v in given.items() if v is not None}
 
     @guarded
+    def reload(self) -> None:
+        """Pick up what arrived in the store since (versions, clips, tags) and redraw.
+
+        Example:
+            >>> browser.reload()  # doctest: +SKIP
+        """
+        self.update_options()
+        self.refresh()
+
+    @guarded
     def refresh(self, change: dict | None = None) -> None:
-        """Query the store with the current filters and redraw the table, list, metrics and unmatched ids."""
+        """Query the store with the current filters and redraw the table, list, metrics and unmatched ids.
+
+        Example:
+            >>> browser.refresh(); len(browser.records)  # doctest: +SKIP
+            24
+        """
         if self._quiet:
             return
         self.records = self.store.matched(**self.filters()).order("received_at, scoring_id, model_version").df()
@@ -163,7 +185,11 @@ class DatasetBrowser(widgets.VBox):
 
     @guarded
     def show_row(self, change: dict | None = None) -> None:
-        """Show the selected clip: the frames its model saw, its probabilities and score history."""
+        """Show the selected clip: the frames its model saw, its probabilities and score history.
+
+        Example:
+            >>> browser.select.value = browser.select.options[0][1]  # calls show_row  # doctest: +SKIP
+        """
         if self.select.value is None:
             self.filmstrip.value, self.details.value = b"", ""
             return

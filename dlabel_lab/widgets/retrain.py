@@ -81,7 +81,9 @@ def lineage_html(lineage: dict) -> str:
         parts.append(text_html(f"data set {ds['version']} ({ds['name']}): {ds['n_members']} clips, labels "
                                f"{ds['label_counts']}, content hash {str(ds['content_hash'])[:12]}"))
     params = (lineage.get("params") or {}).get("transformation_params")
-    parts.append(text_html(f"transformation parameters: {params if params else 'none'}"))
+    described = TransformationParams.from_dict(params).describe() if params else None
+    applied = [f"{r.parameter}={r.value}" for r in described.itertuples() if r.value is not None] if params else []
+    parts.append(text_html(f"transformation parameters: {', '.join(applied) or 'none'}"))
     evaluations = pd.DataFrame([
         {"split": e["split"], "n": e["metrics"].get("n"), "accuracy": e["metrics"].get("accuracy"),
          "macro_f1": e["metrics"].get("macro_f1"), "logged_at": e["logged_at"]}
@@ -150,7 +152,12 @@ class RetrainPanel(widgets.VBox):
 
     @guarded
     def run(self) -> ModelVersion | None:
-        """Retrain with the panel's settings; show the comparison and the lineage."""
+        """Retrain with the panel's settings; show the comparison and the lineage.
+
+        Example:
+            >>> panel.run().version  # what a click on Retrain does  # doctest: +SKIP
+            'shapes-v2'
+        """
         self.retrain_button.disabled = True
         try:
             self.last_version = retrain(self.store, self.version.value, epochs=self.epochs.value, lr=self.lr.value,
@@ -161,7 +168,11 @@ class RetrainPanel(widgets.VBox):
         return self.last_version
 
     def show(self, version: ModelVersion) -> None:
-        """Show a version's comparison with its parent and its lineage; continue from it next time."""
+        """Show a version's comparison with its parent and its lineage; continue from it next time.
+
+        Example:
+            >>> panel.show(retrain(store, "shapes-v1", epochs=1))  # doctest: +SKIP
+        """
         self.comparison.value = (text_html(f"{version.parent} → {version.version} on {len(version.holdout_ids)} "
                                            "held-out clips", tag="b") + table_html(version.comparison))
         self.lineage = self.store.lineage(version.version)

@@ -112,7 +112,12 @@ class ScoringWidget(widgets.VBox):
     # -- actions (each a few lines that call the package) -----------------------------
     @guarded
     def score(self, label: str) -> ScoringResult | None:
-        """Score the shown clip with ``label`` (a correction after Undo); move on."""
+        """Score the shown clip with ``label`` (a correction if it was scored before Undo); move on.
+
+        Example:
+            >>> w.score("circle").predicted_label  # what a click on "circle" does  # doctest: +SKIP
+            'square'
+        """
         if label not in self.buttons:
             raise UnknownLabel(f"{label!r} is not one of the model's classes {list(self.buttons)}")
         if self.position >= len(self.paths):
@@ -135,7 +140,12 @@ class ScoringWidget(widgets.VBox):
 
     @guarded
     def skip(self) -> None:
-        """Move on without scoring the shown clip (a clip already scored keeps its score)."""
+        """Move on without scoring the shown clip (a clip already scored keeps its score).
+
+        Example:
+            >>> w.skip(); w.skipped  # doctest: +SKIP
+            [0]
+        """
         if self.position < len(self.paths):
             if self.position not in self._by_position:
                 self.skipped.append(self.position)
@@ -144,7 +154,11 @@ class ScoringWidget(widgets.VBox):
 
     @guarded
     def undo(self) -> None:
-        """Go back one clip; if it was scored, the next class click logs a corrected score for it."""
+        """Go back one clip; if it was scored, the next class click logs a corrected score for it.
+
+        Example:
+            >>> w.undo(); w.score("square")  # a new score row for the same scoring id  # doctest: +SKIP
+        """
         if not self._done:
             return
         self.position = self._done.pop()
