@@ -16,6 +16,7 @@ from .attribution import activations as layer_activations
 from .backbones import BACKBONES, build_backbone
 from .checkpoint import file_sha256
 from .data import ClipDataset, StoreDataModule, split_ids
+from .derive import Analysis, analyse, derive_transformation_params, sensitivity_sweep
 from .endpoints import IngestEndpoint, ModelEndpoint, ScoringResult, deploy, deploy_version, load_version, replay
 from .errors import (
     CheckpointError,
@@ -39,7 +40,17 @@ from .errors import (
     WeightsUnavailable,
 )
 from .evaluate import Evaluation, compare, evaluate
-from .loop import ModelVersion, evaluate_version, retrain, train_initial, train_model
+from .loop import (
+    LoopIteration,
+    LoopReport,
+    ModelVersion,
+    ensure_scored,
+    evaluate_version,
+    retrain,
+    run_loop,
+    train_initial,
+    train_model,
+)
 from .models import ClipClassifier
 from .neurons import attribution_geometry, compare_groups, neuron_functions, neuron_functions_long, tag_clips
 from .samples import Drift, load_digit_clips, make_shape_clips, read_manifest, write_sample_data
@@ -50,6 +61,7 @@ from .video import Clip, ClipSpec, ClipStats, clip_stats, read_clip, rebuild_ten
 __version__ = "0.1.0"
 
 __all__ = [
+    "Analysis",
     "BACKBONES",
     "CheckpointError",
     "Clip",
@@ -65,6 +77,8 @@ __all__ = [
     "Evaluation",
     "Evidence",
     "IngestEndpoint",
+    "LoopIteration",
+    "LoopReport",
     "MediaError",
     "MediaTooLarge",
     "MissingMedia",
@@ -86,6 +100,7 @@ __all__ = [
     "UnsafeSource",
     "UnsupportedMedia",
     "WeightsUnavailable",
+    "analyse",
     "attribution_cost_benchmark",
     "attribution_geometry",
     "build_backbone",
@@ -95,6 +110,8 @@ __all__ = [
     "compare_groups",
     "deploy",
     "deploy_version",
+    "derive_transformation_params",
+    "ensure_scored",
     "evaluate",
     "evaluate_version",
     "file_sha256",
@@ -112,6 +129,8 @@ __all__ = [
     "rebuild_tensor",
     "replay",
     "retrain",
+    "run_loop",
+    "sensitivity_sweep",
     "split_ids",
     "tag_clips",
     "tensor_digest",

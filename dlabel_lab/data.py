@@ -142,6 +142,13 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def without_augment(self) -> ClipDataset:
+        """The same rows (sharing the decoded cache) without augmentation."""
+        twin = object.__new__(ClipDataset)
+        twin.__dict__.update(self.__dict__)
+        twin.augment = None
+        return twin
+
     @property
     def targets(self) -> list[int]:
         """Class index of every row."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import tomllib
+import pytest
 import yaml
 
 import dlabel_lab as dl
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the package itself needs 3.10+
 
 ROOT = Path(__file__).resolve().parents[1]
 
