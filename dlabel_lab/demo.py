@@ -105,8 +105,8 @@ def run_demo(store_dir: Path, *, train_clips: int = 48, ops_clips: int = 72, epo
         table = newest["table"]
         with pd.option_context("display.width", 140, "display.max_columns", 20):
             print(table.to_string(index=False))
-        lineage = store.lineage(newest["version"])
-        _print_lineage(lineage)
+        print(f"deployed: {newest['deployed']}")
+        _print_lineage(store.lineage(newest["version"]))
     return {"seconds": time.perf_counter() - t0, "store": str(store_dir), "plots": str(plots),
             "newest": newest["version"], "table": table}
 
@@ -118,34 +118,38 @@ def deploy_version_or_model(store, version: str, deploy_fn):
 
 
 def _improve(store, parent: str, *, iterations: int, epochs: int, seed: int, progress: bool, plots: Path) -> dict:
-    """Run the attribution loop when available, plain retraining otherwise."""
-    from .plots import plot_confusion, plot_learning_curves, save_figure
+    """The attribution loop; the table compares every child with its parent on the same held-out ids."""
+    from .loop import run_loop
 
-    try:
-        from .loop import run_loop
-    except ImportError:
-        run_loop = None
-    if run_loop is not None:
-        report = run_loop(store, from_version=parent, iterations=iterations, epochs=epochs, seed=seed,
-                          progress=progress, plots_dir=plots)
-        return {"version": report.newest, "table": report.table()}
-    from .loop import retrain
-
-    child = retrain(store, parent, epochs=epochs, seed=seed, progress=progress)
-    save_figure(plot_learning_curves(child.history), plots / f"{child.version}_learning_curves.png")
-    save_figure(plot_confusion(child.evaluation.confusion, child.evaluation.classes),
-                plots / f"{child.version}_confusion.png")
-    table = child.comparison.copy()
-    return {"version": child.version, "table": table}
+    report = run_loop(store, from_version=parent, iterations=iterations, epochs=epochs, seed=seed,
+                      progress=progress, plots_dir=plots)
+    last = report.iterations[-1].child
+    print("\nderived transformation parameters (last iteration):")
+    desc = report.iterations[-1].params.describe()
+    print(desc[["parameter", "value", "source", "supported"]].to_string(index=False))
+    print(f"\n{last.version} vs its parent {last.parent} on the same {len(last.holdout_ids)} held-out ids:")
+    print(last.comparison.round(3).to_string())
+    return {"version": last.version, "deployed": report.newest, "table": report.table()}
 
 
 def _print_lineage(lineage: dict) -> None:
-    print("\nlineage:")
-    for key in ("model", "chain", "parents", "dataset", "params", "metrics"):
-        if key not in lineage:
-            continue
-        value = lineage[key]
-        if hasattr(value, "to_string"):
-            value = value.head(5).to_string()
-        text = str(value)
-        print(f"  {key}: {text[:600]}{' ...' if len(text) > 600 else ''}")
+    model = lineage.get("model", {})
+    print(f"\nlineage of {lineage.get('model_version')}: {' <- '.join(lineage.get('chain', []))}")
+    print(f"  checkpoint : {model.get('checkpoint_path')} (sha256 {str(model.get('checkpoint_sha256'))[:16]}...)")
+    dataset = lineage.get("dataset") or {}
+    if dataset:
+        print(f"  dataset    : {dataset.get('version')} with {dataset.get('n_members')} labelled clips "
+              f"{dict(dataset.get('label_counts') or {})}")
+    params = lineage.get("params") or {}
+    tp = params.get("transformation_params") if isinstance(params, dict) else None
+    if tp:
+        shown = {k: v for k, v in tp.items() if k not in ("evidence", "schema", "seed") and v not in (None, {}, 1, 0.8)}
+        print(f"  params     : {shown}")
+    training = params.get("training") if isinstance(params, dict) else None
+    if training:
+        print(f"  training   : { {k: v for k, v in training.items() if k != 'params'} }")
+    for ev in lineage.get("evaluations") or []:
+        m = ev.get("metrics") or {}
+        if "accuracy" in m:
+            print(f"  evaluated  : {ev.get('split')}: accuracy {m['accuracy']:.3f}, macro-F1 "
+                  f"{m.get('macro_f1', float('nan')):.3f} on {ev.get('n_scoring_ids')} scoring ids")
