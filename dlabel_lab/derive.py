@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -382,6 +382,7 @@ def derive_transformation_params(
     min_shift: float = 0.1,
     fragile_drop: float = 0.05,
     p: float = 0.8,
+    require_support: bool = True,
     progress: bool = True,
 ) -> TransformationParams:
     """Describe transformation parameters from the comprehensive data set of a version.
@@ -411,6 +412,10 @@ def derive_transformation_params(
         min_shift: Relative quantile shift that implicates a factor.
         fragile_drop: Accuracy loss that counts as fragile.
         p: Probability each augmentation fires.
+        require_support: Apply a range only when the sensitivity sweep confirms
+            the model is fragile along it; otherwise it is reported in the
+            evidence (``supported=False``) with no value. Ignored when
+            ``sensitivity`` is off.
         progress: Show progress bars.
 
     Returns:
@@ -451,7 +456,10 @@ def derive_transformation_params(
                                   neurons=_neurons_for(a.functions, factor), factor=factor, effect_size=d,
                                   quantiles=quantiles, supported=bool(fragile), note=note if fragile is not None
                                   else note + "; no sensitivity check")
-        if shifted or implicated:
+        if require_support and sweep is not None and not fragile and (shifted or implicated):
+            note += "; the model is not fragile inside this range: reported, not applied"
+            evidence[name] = replace(evidence[name], note=note)
+        elif shifted or implicated:
             values[name] = (round(float(lo), 4), round(float(hi), 4))
 
     ranged("brightness", "brightness", ops["brightness"], ref["brightness"], axis="brightness",
@@ -543,6 +551,16 @@ def _derive_class_weights(a: Analysis, values: dict, evidence: dict) -> None:
     labels = np.array(a.labels)
     recalls = {c: float(np.mean(a.correct[labels == c])) for c in a.classes if (labels == c).any()}
     if len(recalls) < 2:
+        return
+    shares = pd.Series(a.predicted).value_counts(normalize=True)
+    collapsed_share = min(0.9, max(0.5, 1.8 / max(len(a.classes), 2)))  # 0.9 for 2 classes, 0.6 for 3
+    if shares.iloc[0] >= collapsed_share:
+        # A model that answers one class for most clips fails globally (drift), not per class:
+        # its recall says nothing about which classes are hard, so weights would only skew the child.
+        evidence["class_weights"] = Evidence(
+            source="per-class-error", factor="class", quantiles={f"recall_{c}": r for c, r in recalls.items()},
+            supported=False, note=f"{shares.index[0]!r} is predicted for {shares.iloc[0]:.0%} of clips: a global "
+            "failure, not a per-class one; no class weights")
         return
     raw = {c: 1.0 - r + 0.25 for c, r in recalls.items()}
     mean = float(np.mean(list(raw.values())))
