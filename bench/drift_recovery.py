@@ -12,7 +12,7 @@ Also measures attribution cost per sample against n_steps x (forward + backward)
 of the same model in the same run.
 
 Run:
-    .venv/bin/python bench/drift_recovery.py [--seeds 3] [--train 96] [--ops 60] [--test 90]
+    .venv/bin/python bench/drift_recovery.py [--seeds 5] [--retrain-epochs 25] [--train 96] [--ops 60] [--test 90]
 """
 
 from __future__ import annotations
@@ -80,12 +80,12 @@ def one_seed(root: Path, seed: int, args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--train", type=int, default=96)
     ap.add_argument("--ops", type=int, default=60)
     ap.add_argument("--test", type=int, default=90)
     ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--retrain-epochs", type=int, default=15)
+    ap.add_argument("--retrain-epochs", type=int, default=25)
     ap.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
