@@ -29,7 +29,10 @@ from .errors import ConfigError, MediaError, UnknownLabel
 from .models import ClipClassifier
 from .video import ClipSpec, read_clip, spec_from_record, tensor_digest, to_tensor
 
-__all__ = ["ScoringResult", "ModelEndpoint", "IngestEndpoint", "deploy", "deploy_version", "replay"]
+__all__ = [
+    "ScoringResult", "ModelEndpoint", "IngestEndpoint", "deploy", "deploy_version", "replay", "register_version",
+    "load_version",
+]
 
 
 @dataclass(frozen=True)
@@ -331,18 +334,36 @@ def deploy(model: ClipClassifier, store, *, classes: Sequence[str] | None = None
     if model_version is None:
         model_version = getattr(model, "model_version_", None)
     if model_version is None:
-        ckpt_dir = Path(store.path) / "models"
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt_dir / f".{name}-{os.getpid()}-{time.time_ns()}.safetensors"
-        digest = model.save_checkpoint(tmp)
-        final = ckpt_dir / f"{name}-{digest[:16]}.safetensors"
-        os.replace(tmp, final)
-        model_version = store.register_model(name=name, checkpoint_path=str(final), classes=list(model.classes),
-                                             spec=spec.to_dict(), params={"deployed_without_training_record": True})
-        model.model_version_ = model_version
+        model_version, _ = register_version(store, model, name=name,
+                                            params={"deployed_without_training_record": True})
     endpoint = ModelEndpoint(model, store, model_version=model_version, top_k=top_k, batch_size=batch_size,
                              device=device)
     return IngestEndpoint(endpoint, store, classes=model.classes, spec=spec)
+
+
+def register_version(store, model: ClipClassifier, *, name: str, parent: str | None = None,
+                     dataset_version: str | None = None, params: dict | None = None,
+                     metrics: dict | None = None) -> tuple[str, str]:
+    """Save a model's checkpoint into ``<store>/models/`` and register it; return (version, path).
+
+    The checkpoint is written under a temporary name and renamed to its
+    content digest, so a crash never leaves a half-written file under a
+    registered name.
+
+    Example:
+        >>> version, path = register_version(store, model, name="shapes")  # doctest: +SKIP
+    """
+    ckpt_dir = Path(store.path) / "models"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt_dir / f".{name}-{os.getpid()}-{time.time_ns()}.safetensors"
+    digest = model.save_checkpoint(tmp)
+    final = ckpt_dir / f"{name}-{digest[:16]}.safetensors"
+    os.replace(tmp, final)
+    version = store.register_model(name=name, checkpoint_path=str(final), classes=list(model.classes),
+                                   spec=model.spec.to_dict(), parent=parent, dataset_version=dataset_version,
+                                   params=params, metrics=metrics)
+    model.model_version_ = version
+    return version, str(final)
 
 
 def load_version(store, model_version: str) -> ClipClassifier:

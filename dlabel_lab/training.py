@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,17 +199,10 @@ def fine_tune_copy(parent: ClipClassifier, *, lr: float | None = None, class_wei
 
 def _save_and_register(store, model: ClipClassifier, *, name: str, parent: str | None, dataset_version: str | None,
                        params: dict | None, metrics: dict | None) -> tuple[str, str]:
-    ckpt_dir = Path(store.path) / "models"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt_dir / f".{name}-{os.getpid()}-{time.time_ns()}.safetensors"
-    digest = model.save_checkpoint(tmp)
-    final = ckpt_dir / f"{name}-{digest[:16]}.safetensors"
-    os.replace(tmp, final)
-    version = store.register_model(name=name, checkpoint_path=str(final), classes=list(model.classes),
-                                   spec=model.spec.to_dict(), parent=parent, dataset_version=dataset_version,
-                                   params=params, metrics=metrics)
-    model.model_version_ = version
-    return version, str(final)
+    from .endpoints import register_version
+
+    return register_version(store, model, name=name, parent=parent, dataset_version=dataset_version, params=params,
+                            metrics=metrics)
 
 
 def train_initial(
