@@ -2,6 +2,10 @@
 
 Example:
     $ dlabel-lab demo --store runs/demo
+    $ dlabel-lab ingest runs/demo data/shapes/operational/labels.csv
+    $ dlabel-lab retrain runs/demo --loop 2
+    $ dlabel-lab versions runs/demo --lineage shapes-v3
+    $ dlabel-lab export runs/demo runs/parquet
     $ dlabel-lab samples data
     $ dlabel-lab read data/shapes/train
 """
@@ -41,6 +45,80 @@ def _cmd_read(args) -> int:
     return 0
 
 
+def _cmd_ingest(args) -> int:
+    from .endpoints import deploy_version
+    from .samples import read_manifest
+    from .store import PayloadStore
+
+    rows = read_manifest(args.manifest)
+    with PayloadStore(args.store) as store:
+        version = args.version or _newest(store)
+        results = deploy_version(store, version).score_many(
+            [r["path"] for r in rows], None if args.no_labels else [r["label"] for r in rows],
+            on_error="skip" if args.skip_bad else "raise", progress=not args.no_progress)
+        right = sum(bool(r.correct) for r in results)
+        labelled = sum(r.correct is not None for r in results)
+        print(f"scored {len(results)} of {len(rows)} clips with {version}"
+              + (f"; {right} of {labelled} agree with their user scores" if labelled else ""))
+    return 0
+
+
+def _cmd_retrain(args) -> int:
+    from .loop import retrain, run_loop
+    from .store import PayloadStore
+
+    with PayloadStore(args.store) as store:
+        if args.loop:
+            report = run_loop(store, from_version=args.from_version, iterations=args.loop, epochs=args.epochs,
+                              seed=args.seed, progress=not args.no_progress)
+            print(report.table().to_string(index=False))
+            print(f"deployed: {report.newest}")
+        else:
+            child = retrain(store, args.from_version, epochs=args.epochs, seed=args.seed,
+                            progress=not args.no_progress)
+            print(f"{child.version} (from {child.parent}) on {len(child.holdout_ids)} held-out ids:")
+            print(child.comparison.round(3).to_string())
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .store import PayloadStore
+
+    with PayloadStore(args.store, read_only=True) as store:
+        out = store.export_parquet(args.out)
+    print(f"matched data written as Hive-partitioned Parquet under {out}")
+    return 0
+
+
+def _cmd_versions(args) -> int:
+    from .store import PayloadStore
+
+    with PayloadStore(args.store, read_only=True) as store:
+        versions = store.model_versions()
+        if versions.empty:
+            print("no model versions yet")
+            return 0
+        cols = [c for c in ("model_version", "parent", "dataset_version", "created_at") if c in versions]
+        print(versions[cols].to_string(index=False))
+        if args.lineage:
+            lineage = store.lineage(args.lineage)
+            print(f"\nlineage of {args.lineage}: {' <- '.join(lineage['chain'])}")
+            for ev in lineage.get("evaluations") or []:
+                acc = (ev.get("metrics") or {}).get("accuracy")
+                if acc is not None:
+                    print(f"  {ev['split']}: accuracy {acc:.3f} on {ev.get('n_scoring_ids')} ids")
+    return 0
+
+
+def _newest(store) -> str:
+    from .errors import ConfigError
+
+    versions = store.model_versions()
+    if versions.empty:
+        raise ConfigError("the store has no model version; run `dlabel-lab demo` or train one first")
+    return str(versions.iloc[-1]["model_version"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlabel-lab", description="The data-labelling loop for video models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -53,12 +131,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=int, default=112)
     r.add_argument("--limit", type=int, default=12)
     r.set_defaults(func=_cmd_read)
-    try:
-        from .demo import add_demo_parser
-    except ImportError:  # the loop modules are optional at this stage
-        add_demo_parser = None
-    if add_demo_parser is not None:
-        add_demo_parser(sub)
+    i = sub.add_parser("ingest", help="score a manifest's clips (with their labels as user scores) into a store")
+    i.add_argument("store")
+    i.add_argument("manifest")
+    i.add_argument("--version", help="model version to serve (default: the newest)")
+    i.add_argument("--no-labels", action="store_true", help="do not forward the manifest labels as user scores")
+    i.add_argument("--skip-bad", action="store_true", help="skip unreadable clips instead of stopping")
+    i.add_argument("--no-progress", action="store_true")
+    i.set_defaults(func=_cmd_ingest)
+    t = sub.add_parser("retrain", help="retrain the newest (or a given) version on the store's labelled clips")
+    t.add_argument("store")
+    t.add_argument("--from", dest="from_version")
+    t.add_argument("--epochs", type=int, default=15)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--loop", type=int, default=0, metavar="N", help="run N attribution-loop iterations instead")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_cmd_retrain)
+    e = sub.add_parser("export", help="export the matched data set as Hive-partitioned Parquet")
+    e.add_argument("store")
+    e.add_argument("out")
+    e.set_defaults(func=_cmd_export)
+    v = sub.add_parser("versions", help="list model versions (and one version's lineage)")
+    v.add_argument("store")
+    v.add_argument("--lineage", metavar="VERSION")
+    v.set_defaults(func=_cmd_versions)
+    from .demo import add_demo_parser
+
+    add_demo_parser(sub)
     return p
 
 

@@ -1,0 +1,54 @@
+"""The dlabel-lab command on a real store: demo, versions, ingest, retrain, export, errors."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+import dlabel_lab as dl
+from dlabel_lab.cli import main
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    store = tmp_path_factory.mktemp("cli") / "store"
+    assert main(["demo", "--fast", "--store", str(store), "--no-progress"]) == 0
+    return store
+
+
+def test_demo_builds_the_whole_loop(demo_store, capsys):
+    assert (demo_store / "store.duckdb").exists()
+    assert any(p.suffix == ".png" for p in (demo_store / "plots").iterdir())
+    with dl.PayloadStore(demo_store, read_only=True) as store:
+        versions = store.model_versions()["model_version"].tolist()
+        assert versions[:2] == ["shapes-v1", "shapes-v2"]
+        assert len(store.runs("loop-iteration")) == 1
+        assert store.lineage("shapes-v2")["chain"] == ["shapes-v2", "shapes-v1"]
+
+
+def test_versions_ingest_retrain_export(demo_store, tmp_path, capsys):
+    assert main(["versions", str(demo_store), "--lineage", "shapes-v2"]) == 0
+    out = capsys.readouterr().out
+    assert "shapes-v1" in out and "shapes-v2 <- shapes-v1" in out
+    manifest = dl.make_shape_clips(tmp_path / "more", 3, seed=9, frames=8, size=64)
+    with dl.PayloadStore(demo_store, read_only=True) as store:
+        before = len(store.matched(model_version="shapes-v1").df())
+    assert main(["ingest", str(demo_store), str(manifest), "--version", "shapes-v1", "--no-progress"]) == 0
+    assert "scored 3 of 3 clips with shapes-v1" in capsys.readouterr().out
+    with dl.PayloadStore(demo_store, read_only=True) as store:
+        assert len(store.matched(model_version="shapes-v1").df()) == before + 3
+    assert main(["retrain", str(demo_store), "--from", "shapes-v1", "--epochs", "1", "--no-progress"]) == 0
+    assert "held-out ids" in capsys.readouterr().out
+    out_dir = tmp_path / "parquet"
+    assert main(["export", str(demo_store), str(out_dir)]) == 0
+    n = duckdb.connect().execute(
+        "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)", [str(out_dir / "**" / "*.parquet")]
+    ).fetchone()[0]
+    with dl.PayloadStore(demo_store, read_only=True) as store:
+        assert n == len(store.matched().df())
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["read", str(tmp_path / "missing.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dlabel-lab: ConfigError:") and "does not exist" in err
