@@ -1,9 +1,8 @@
-"""The tutorials are committed clean, with the fast switch, and with prose.
+"""The tutorials are committed clean, with the fast switch, prose and checks.
 
-nbval compares a ``# NBVAL_CHECK_OUTPUT`` cell only when the committed cell
-has an execution count and outputs (an unrun reference is not compared), so
-those cells, and only those, keep their expected plain-text ``stdout`` and
-an execution count. Every other cell is committed without outputs.
+Every code cell is committed without outputs or execution counts. What a
+notebook must get right is checked by ``assert`` statements in its cells, so
+nbval fails the run when a tutorial stops showing what its prose says.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import nbformat
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-CHECK = "# NBVAL_CHECK_OUTPUT"
 
 
 def test_the_four_tutorials_are_there():
@@ -33,13 +31,8 @@ def test_notebook_is_committed_clean(path):
             assert "outputs" not in cell and "execution_count" not in cell
             continue
         where = f"{path.name} cell {i}"
-        if not cell.source.startswith(CHECK):
-            assert cell.outputs == [], f"{where} has outputs; clear them (only {CHECK} cells keep theirs)"
-            assert cell.execution_count is None, f"{where} has an execution count; clear it"
-            continue
-        assert cell.execution_count is not None, f"{where}: nbval compares a checked cell only with a count"
-        for out in cell.outputs:
-            assert out.output_type == "stream" and out.name == "stdout", f"{where}: checked output must be stdout"
+        assert cell.outputs == [], f"{where} has outputs; clear them before committing"
+        assert cell.execution_count is None, f"{where} has an execution count; clear it"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -49,5 +42,5 @@ def test_notebook_has_fast_switch_and_prose(path):
     assert 'os.environ.get("DLABEL_FAST") == "1"' in code
     assert "%matplotlib inline" in code
     assert sum(c.cell_type == "markdown" for c in nb.cells) >= 4
-    assert any(c.source.startswith(CHECK) for c in nb.cells if c.cell_type == "code")
+    assert any("\nassert " in "\n" + c.source for c in nb.cells if c.cell_type == "code")
     assert nb.metadata["kernelspec"]["name"] == "python3"
