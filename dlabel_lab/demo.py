@@ -64,7 +64,7 @@ def run_demo(store_dir: Path, *, train_clips: int = 48, ops_clips: int = 72, epo
     """Run the demo loop into ``store_dir``; return a summary dict."""
     import pandas as pd
 
-    from .endpoints import deploy
+    from .endpoints import deploy_version
     from .evaluate import evaluate
     from .loop import train_initial
     from .plots import plot_confusion, plot_learning_curves, plot_reliability, save_figure
@@ -86,7 +86,7 @@ def run_demo(store_dir: Path, *, train_clips: int = 48, ops_clips: int = 72, epo
                            progress=progress)
         save_figure(plot_learning_curves(v1.history), plots / "v1_learning_curves.png")
         print(f"[3/6] deploying {v1.version} and scoring the operational clips with their user scores", flush=True)
-        ingest = deploy_version_or_model(store, v1.version, deploy)
+        ingest = deploy_version(store, v1.version)
         ops = read_manifest(ops_manifest)
         results = ingest.score_many([r["path"] for r in ops], [r["label"] for r in ops], progress=progress)
         print(f"      {len(results)} scored, {sum(r.ok for r in results)} ok", flush=True)
@@ -109,12 +109,6 @@ def run_demo(store_dir: Path, *, train_clips: int = 48, ops_clips: int = 72, epo
         _print_lineage(store.lineage(newest["version"]))
     return {"seconds": time.perf_counter() - t0, "store": str(store_dir), "plots": str(plots),
             "newest": newest["version"], "table": table}
-
-
-def deploy_version_or_model(store, version: str, deploy_fn):
-    from .endpoints import load_version
-
-    return deploy_fn(load_version(store, version), store, model_version=version)
 
 
 def _improve(store, parent: str, *, iterations: int, epochs: int, seed: int, progress: bool, plots: Path) -> dict:

@@ -73,6 +73,8 @@ class Analysis:
         top_neurons: The neuron indices of ``neuron_maps``.
         reference: Factors of the reference clips (training clips when known).
         classes: The model's classes.
+        reference_x: The reference clips as the model reads them (for the sensitivity sweep).
+        reference_y: Their class indices.
     """
 
     model_version: str
@@ -93,6 +95,8 @@ class Analysis:
     top_neurons: list[int] = field(default_factory=list)
     reference: pd.DataFrame | None = None
     classes: list[str] = field(default_factory=list)
+    reference_x: torch.Tensor | None = None
+    reference_y: torch.Tensor | None = None
 
     @property
     def accuracy(self) -> float:
@@ -121,10 +125,6 @@ def _factors(frames: np.ndarray, gradcam: np.ndarray) -> pd.DataFrame:
 def _targets(labels: Sequence[str], classes: Sequence[str]) -> torch.Tensor:
     index = {c: i for i, c in enumerate(classes)}
     return torch.tensor([index[lab] for lab in labels], dtype=torch.long)
-
-
-def _reference_rows(store, model_version: str, limit: int) -> list[dict]:
-    return lineage_training_rows(store, model_version, limit=limit)
 
 
 def analyse(
@@ -199,27 +199,28 @@ def analyse(
         result = neuron_attributions(model, x, neurons=top, method=method, n_steps=n_steps, batch_size=batch_size,
                                      progress=progress)
         maps = result.mass_map.numpy()
-    reference = _reference_factors(store, model_version, model.spec, model, reference_clips, batch_size, progress)
+    reference, ref_x, ref_y = _reference(store, model_version, model, reference_clips, batch_size, progress)
     analysis = Analysis(
         model_version=model_version, scoring_ids=df["scoring_id"].tolist(), labels=labels,
         predicted=df["predicted_label"].tolist(), correct=correct, frames=frames, gradcam=gradcam,
         frame_profile=profile, activations=acts, factors=factors, functions=functions, tags=tags,
         implicated_factors=implicated_f, implicated_neurons=implicated_n, neuron_maps=maps, top_neurons=top,
-        reference=reference, classes=list(model.classes),
+        reference=reference, classes=list(model.classes), reference_x=ref_x, reference_y=ref_y,
     )
     if save:
         _save(store, analysis)
     return analysis
 
 
-def _reference_factors(store, model_version, spec, model, limit, batch_size, progress) -> pd.DataFrame | None:
-    rows = [r for r in _reference_rows(store, model_version, limit) if r["label"] in model.classes]
+def _reference(store, model_version, model, limit, batch_size, progress):
+    """Factors, tensors and targets of the lineage's training clips (``None``s when unknown)."""
+    rows = [r for r in lineage_training_rows(store, model_version, limit=limit) if r["label"] in model.classes]
     if len(rows) < 4:
-        return None
-    x, frames = _decode([r["path"] for r in rows], [spec] * len(rows), progress, "measuring reference clips")
+        return None, None, None
+    x, frames = _decode([r["path"] for r in rows], [model.spec] * len(rows), progress, "measuring reference clips")
     y = _targets([r["label"] for r in rows], model.classes)
     gradcam = layer_map(model, x, target=y, upsample=True, batch_size=batch_size, progress=False).numpy()
-    return _factors(frames, gradcam)
+    return _factors(frames, gradcam), x, y
 
 
 def _save(store, a: Analysis) -> None:
@@ -407,10 +408,8 @@ def derive_transformation_params(
 
 def _reference_sweep(store, a: Analysis, model_version: str) -> pd.DataFrame | None:
     model = load_version(store, model_version)
-    rows = [r for r in _reference_rows(store, model_version, 48) if r["label"] in model.classes]
-    if len(rows) >= 4:
-        x, _ = _decode([r["path"] for r in rows], [model.spec] * len(rows), False, "")
-        y = _targets([r["label"] for r in rows], model.classes)
+    if a.reference_x is not None:
+        x, y = a.reference_x, a.reference_y
     else:
         keep = np.flatnonzero(a.correct)
         if len(keep) < 3:

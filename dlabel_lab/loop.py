@@ -27,13 +27,12 @@ import pytorch_lightning as pl
 from torch.utils.data import ConcatDataset
 
 from .data import ClipDataset, lineage_training_rows, split_ids
-from .endpoints import deploy, load_version
+from .endpoints import deploy, load_version, register_version
 from .errors import ConfigError
 from .evaluate import Evaluation, compare, evaluate
 from .models import ClipClassifier
 from .training import (  # noqa: F401 - re-exported: the loop's public face
     ModelVersion,
-    _save_and_register,
     fine_tune_copy,
     recalibrate_batchnorm,
     train_initial,
@@ -48,7 +47,7 @@ __all__ = [
 
 
 def ensure_scored(store, model_version: str, scoring_ids: Sequence[str] | None = None, *,
-                  progress: bool = False) -> int:
+                  model: ClipClassifier | None = None, progress: bool = False) -> int:
     """Shadow-score, with a version, the labelled clips it has not scored yet; return how many.
 
     A deployed child has only scored its held-out ids; analysing it needs
@@ -64,8 +63,8 @@ def ensure_scored(store, model_version: str, scoring_ids: Sequence[str] | None =
     have = set(store.matched(model_version=model_version, scoring_ids=list(scoring_ids)).df()["scoring_id"])
     todo = [i for i in scoring_ids if i not in have]
     if todo:
-        deploy(load_version(store, model_version), store, model_version=model_version).shadow_score(
-            todo, progress=progress)
+        model = model or load_version(store, model_version)
+        deploy(model, store, model_version=model_version).shadow_score(todo, progress=progress)
     return len(todo)
 
 
@@ -79,11 +78,7 @@ def evaluate_version(store, model_version: str, scoring_ids: Sequence[str], *, m
     ids = list(scoring_ids)
     if not ids:
         raise ConfigError("no scoring ids to evaluate on")
-    have = set(store.matched(model_version=model_version, scoring_ids=ids).df()["scoring_id"])
-    todo = [i for i in ids if i not in have]
-    if todo:
-        model = model or load_version(store, model_version)
-        deploy(model, store, model_version=model_version).shadow_score(todo, progress=progress)
+    ensure_scored(store, model_version, ids, model=model, progress=progress)
     records = store.matched(model_version=model_version, scoring_ids=ids).df()
     return evaluate(records, classes=None if model is None else list(model.classes), slices=slices)
 
@@ -179,7 +174,7 @@ def retrain(
         child_params = {"training": {k: v for k, v in run_params.items() if k != "params"},
                         "transformation_params": None if params is None else params.to_dict(),
                         "train_ids": train_ids, "holdout_ids": holdout_ids, "n_lab_clips": len(lab_rows)}
-        version, ckpt = _save_and_register(store, child, name=name, parent=from_version,
+        version, ckpt = register_version(store, child, name=name, parent=from_version,
                                            dataset_version=dataset_version, params=child_params, metrics=None)
         after = evaluate_version(store, version, holdout_ids, model=child, slices=slices)
         before = evaluate_version(store, from_version, holdout_ids, model=parent, slices=slices)

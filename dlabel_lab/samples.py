@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -366,11 +366,6 @@ def write_sample_data(root: str | os.PathLike = "data") -> dict[str, Path]:
         "shapes/operational": make_shape_clips(root / "shapes" / "operational", 24, seed=1, drift="operational"),
         "digits/train": load_digit_clips(root / "digits" / "train", 20, seed=0),
     }
-
-
-def drift_dict(drift: Drift) -> dict[str, float]:
-    """The drift's fields as a dict."""
-    return asdict(drift)
 
 
 if __name__ == "__main__":  # python -m dlabel_lab.samples [ROOT]

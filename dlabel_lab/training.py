@@ -27,6 +27,7 @@ from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import ConcatDataset, DataLoader
 
 from .data import ClipDataset
+from .endpoints import register_version
 from .errors import ConfigError
 from .evaluate import Evaluation
 from .models import ClipClassifier
@@ -197,14 +198,6 @@ def fine_tune_copy(parent: ClipClassifier, *, lr: float | None = None, class_wei
     return child
 
 
-def _save_and_register(store, model: ClipClassifier, *, name: str, parent: str | None, dataset_version: str | None,
-                       params: dict | None, metrics: dict | None) -> tuple[str, str]:
-    from .endpoints import register_version
-
-    return register_version(store, model, name=name, parent=parent, dataset_version=dataset_version, params=params,
-                            metrics=metrics)
-
-
 def train_initial(
     store,
     manifest: str | os.PathLike,
@@ -255,6 +248,6 @@ def train_initial(
     }
     final = history.iloc[-1].to_dict() if len(history) else {}
     metrics = {k: float(v) for k, v in final.items() if isinstance(v, (int, float)) and k != "epoch"}
-    version, ckpt = _save_and_register(store, model, name=name, parent=None, dataset_version=None,
+    version, ckpt = register_version(store, model, name=name, parent=None, dataset_version=None,
                                        params={"training": params}, metrics={"train": metrics})
     return ModelVersion(version=version, checkpoint_path=ckpt, history=history, log_dir=log_dir)

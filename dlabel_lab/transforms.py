@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 import pandas as pd
@@ -190,6 +190,28 @@ class TransformationParams:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    # -- review -----------------------------------------------------------------
+    def reject(self, names: Sequence[str], *, note: str = "rejected by a person") -> TransformationParams:
+        """A copy with the named parameters reset to "no change", their evidence kept and noted.
+
+        ``describe()`` then still lists them (value ``None``): what was turned
+        down is not hidden. Names that change nothing already are left as they are.
+
+        Example:
+            >>> p = TransformationParams(blur=(0.5, 1.0), noise=(0.0, 0.1)).reject(["blur"])
+            >>> p.blur, p.noise
+            (None, (0.0, 0.1))
+        """
+        defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default)
+                    for f in fields(self)}
+        names = [n for n in names if getattr(self, n) != defaults[n]]
+        evidence = dict(self.evidence)
+        for n in names:
+            if n in evidence:
+                old = evidence[n]
+                evidence[n] = replace(old, note=f"{old.note}; {note}" if old.note else note)
+        return replace(self, **{n: defaults[n] for n in names}, evidence=evidence)
 
     # -- inspection ------------------------------------------------------------
     def is_empty(self) -> bool:

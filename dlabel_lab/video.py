@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -554,8 +554,3 @@ def clip_stats(clip: Clip | np.ndarray) -> ClipStats:
         noise=float(noise),
         object_scale=object_scale,
     )
-
-
-def with_spec(spec: ClipSpec, **changes) -> ClipSpec:
-    """A copy of ``spec`` with some fields changed (validated)."""
-    return replace(spec, **changes)

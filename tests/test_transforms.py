@@ -239,3 +239,13 @@ def test_class_weight_tensor_orders_as_classes():
     assert torch.equal(w, torch.tensor([0.5, 1.0, 2.5]))
     with pytest.raises(UnknownLabel, match="circle"):
         class_weight_tensor(FULL, ["square"])
+
+
+def test_reject_resets_values_and_keeps_noted_evidence():
+    ev = Evidence(source="sensitivity", factor="blur", note="fragile")
+    p = TransformationParams(blur=(0.5, 1.0), noise=(0.0, 0.1), evidence={"blur": ev})
+    r = p.reject(["blur", "contrast"])
+    assert r.blur is None and r.noise == (0.0, 0.1) and r.contrast is None
+    assert r.evidence["blur"].note == "fragile; rejected by a person"
+    assert "blur" in set(r.describe().parameter)
+    assert p.reject([]) == p

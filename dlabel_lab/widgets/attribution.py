@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import ipywidgets as widgets
@@ -29,32 +28,16 @@ from ._common import figure_png, guarded, new_figure, table_html, text_html
 
 __all__ = ["AttributionViewer", "reject_params"]
 
-_DEFAULTS = {
-    f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
-    for f in dataclasses.fields(TransformationParams)
-}
-
-
 def reject_params(params: TransformationParams, rejected: list[str], *, note: str = "rejected by a person") -> (
         TransformationParams):
-    """``params`` with the ``rejected`` parameters reset to "no change".
-
-    Their evidence stays, with ``note`` added, so ``describe()`` still lists them
-    as rejected candidates (value ``None``): what was turned down is not hidden.
-    Names that have no value already are left as they are.
+    """``params`` with the ``rejected`` parameters reset (see :meth:`TransformationParams.reject`).
 
     Example:
         >>> p = reject_params(TransformationParams(blur=(0.5, 1.0), noise=(0.0, 0.1)), ["blur"])
         >>> p.blur, p.noise
         (None, (0.0, 0.1))
     """
-    rejected = [name for name in rejected if getattr(params, name) != _DEFAULTS[name]]
-    evidence = dict(params.evidence)
-    for name in rejected:
-        if name in evidence:
-            old = evidence[name]
-            evidence[name] = dataclasses.replace(old, note=f"{old.note}; {note}" if old.note else note)
-    return dataclasses.replace(params, **{name: _DEFAULTS[name] for name in rejected}, evidence=evidence)
+    return params.reject(rejected, note=note)
 
 
 def _clip_label(i: int, analysis: Any) -> str:
