@@ -25,7 +25,7 @@ import torchvision
 import torchvision.models.video as tvv
 from torch import nn
 
-from .checkpoint import is_url, load_state_dict_file
+from .checkpoint import is_url, load_state_dict_file, state_dict_mismatch
 from .errors import CheckpointError, ConfigError, WeightsUnavailable
 from .video import ClipSpec
 
@@ -322,14 +322,11 @@ def _cached_weights_path(member: torchvision.models.WeightsEnum) -> Path:
 
 def _load_into(net: nn.Module, state: dict, source: str, *, drop: tuple[str, ...]) -> None:
     state = {k: v for k, v in state.items() if not k.startswith(drop)}
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
+    mismatch = state_dict_mismatch(net, state)
+    if mismatch:
         raise CheckpointError(
-            f"weights {source!r} do not fit backbone {type(net).__name__}: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, wrong shape {wrong[:5]}. Pass a state dict saved from the same architecture."
+            f"weights {source!r} do not fit backbone {type(net).__name__}: {mismatch}. "
+            "Pass a state dict saved from the same architecture."
         )
     net.load_state_dict(state, strict=True)
 

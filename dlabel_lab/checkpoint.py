@@ -238,3 +238,19 @@ def _as_tensors(obj: Mapping, p: Path) -> dict[str, torch.Tensor]:
     if bad or not obj:
         raise CheckpointError(f"{_not_a_checkpoint(p)} (entries that are not named tensors: {bad[:5]})")
     return dict(obj)
+
+
+def state_dict_mismatch(module: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
+    """Say how ``state`` fails to fit ``module`` (missing, unexpected, wrong-shape keys), or ``None``.
+
+    Example:
+        >>> state_dict_mismatch(torch.nn.Linear(2, 1), {"weight": torch.zeros(1, 2)})
+        "missing ['bias'], unexpected [], wrong shape []"
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if not (missing or unexpected or wrong):
+        return None
+    return f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"

@@ -20,7 +20,7 @@ import torchmetrics
 from torch import nn
 
 from .backbones import BACKBONES, backbone_spec, build_backbone, pretrained_spec, weights_member
-from .checkpoint import file_sha256, read_checkpoint, write_checkpoint
+from .checkpoint import file_sha256, read_checkpoint, state_dict_mismatch, write_checkpoint
 from .errors import CheckpointError, ConfigError, UnknownLabel
 from .video import ClipSpec
 
@@ -231,14 +231,11 @@ class ClipClassifier(pl.LightningModule):
             model = cls(classes=meta["classes"], backbone=meta["backbone"], spec=meta["spec"], **hp)
         except (KeyError, TypeError, ConfigError) as e:
             raise CheckpointError(f"{path} has unusable metadata ({e}); save the model again") from None
-        own = model.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-        if missing or unexpected or wrong:
+        mismatch = state_dict_mismatch(model, state)
+        if mismatch:
             raise CheckpointError(
                 f"{path} does not match a {meta['backbone']} ClipClassifier with {len(model.classes)} classes: "
-                f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
+                f"{mismatch}"
             )
         model.load_state_dict(state, strict=True)
         model.weights_source = meta.get("weights_source")
