@@ -213,6 +213,20 @@ class TransformationParams:
                 evidence[n] = replace(old, note=f"{old.note}; {note}" if old.note else note)
         return replace(self, **{n: defaults[n] for n in names}, evidence=evidence)
 
+    def supported_only(self) -> TransformationParams:
+        """A copy keeping only parameters whose evidence is supported (a review policy).
+
+        Parameters without evidence are kept; the others are rejected with
+        :meth:`reject`, so their evidence stays on record.
+
+        Example:
+            >>> from dlabel_lab.transforms import Evidence
+            >>> p = TransformationParams(blur=(0.5, 1.0), evidence={"blur": Evidence(supported=False)})
+            >>> p.supported_only().blur is None
+            True
+        """
+        return self.reject([n for n, ev in self.evidence.items() if not ev.supported], note="not supported")
+
     # -- inspection ------------------------------------------------------------
     def is_empty(self) -> bool:
         """True when no parameter changes anything (``p``, evidence and seed aside).

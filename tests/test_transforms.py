@@ -249,3 +249,11 @@ def test_reject_resets_values_and_keeps_noted_evidence():
     assert r.evidence["blur"].note == "fragile; rejected by a person"
     assert "blur" in set(r.describe().parameter)
     assert p.reject([]) == p
+
+
+def test_supported_only_rejects_unsupported_parameters():
+    p = TransformationParams(blur=(0.5, 1.0), noise=(0.0, 0.1), brightness=(0.5, 1.0),
+                             evidence={"blur": Evidence(supported=False), "noise": Evidence(supported=True)})
+    kept = p.supported_only()
+    assert kept.blur is None and kept.noise == (0.0, 0.1) and kept.brightness == (0.5, 1.0)
+    assert kept.evidence["blur"].note == "not supported"
