@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import dlabel_lab as dl
-from dlabel_lab.derive import analyse, derive_transformation_params
+from dlabel_lab.explain.derive import analyse, derive_transformation_params
 
 
 def accuracy(model, x, y) -> float:

@@ -25,8 +25,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from dlabel_lab._store_schema import MIGRATIONS
 from dlabel_lab.store import PayloadStore, new_scoring_id
+from dlabel_lab.store.schema import MIGRATIONS
 
 CLASSES = ("circle", "square", "triangle")
 PREDICTIONS_DDL = next(s for s in MIGRATIONS[0][1] if "CREATE TABLE predictions" in s)

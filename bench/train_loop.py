@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from dlabel_lab.models import ClipClassifier
+from dlabel_lab.models.classifier import ClipClassifier
 
 
 class EpochTimer(pl.Callback):

@@ -1,23 +1,21 @@
 """dlabel_lab: the data-labelling loop for deep-learning video models.
 
+The package has one wing per stage of the loop: ``media`` (reading clips,
+integrity checks, sample data), ``store`` (the DuckDB payload store),
+``models`` (classifiers, backbones, checkpoints, the version registry),
+``serving`` (the scoring endpoints), ``explain`` (Captum attributions and the
+derivation of transformation parameters), ``train`` (datasets, augmentation,
+the training recipe), then ``evaluate``, ``loop``, ``plots`` and ``widgets``.
+
+Every public name below is importable from ``dlabel_lab`` directly. They are
+loaded on first use (PEP 562), so ``import dlabel_lab`` imports no torch,
+Lightning, Captum, torchvision, matplotlib or ipywidgets.
+
 Example:
     >>> import dlabel_lab as dl
     >>> spec = dl.ClipSpec(frames=8, size=112)
 """
 
-from .attribution import (
-    NeuronAttributionResult,
-    attribution_cost_benchmark,
-    frame_attribution,
-    layer_map,
-    neuron_attributions,
-)
-from .attribution import activations as layer_activations
-from .backbones import BACKBONES, build_backbone
-from .checkpoint import file_sha256
-from .data import ClipDataset, StoreDataModule, split_ids
-from .derive import Analysis, analyse, derive_transformation_params, sensitivity_sweep
-from .endpoints import IngestEndpoint, ModelEndpoint, ScoringResult, deploy, deploy_version, load_version, replay
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -39,26 +37,90 @@ from .errors import (
     UnsupportedMedia,
     WeightsUnavailable,
 )
-from .evaluate import Evaluation, compare, evaluate
-from .loop import (
-    LoopIteration,
-    LoopReport,
-    ModelVersion,
-    ensure_scored,
-    evaluate_version,
-    retrain,
-    run_loop,
-    train_initial,
-    train_model,
-)
-from .models import ClipClassifier
-from .neurons import attribution_geometry, compare_groups, neuron_functions, neuron_functions_long, tag_clips
-from .samples import Drift, load_digit_clips, make_shape_clips, read_manifest, write_sample_data
-from .store import PayloadStore
-from .transforms import Evidence, TransformationParams, class_weight_tensor
-from .video import Clip, ClipSpec, ClipStats, clip_stats, read_clip, rebuild_tensor, tensor_digest, to_tensor
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    # evaluate
+    'compare': '.evaluation',
+    'evaluate': '.evaluation',
+    'Evaluation': '.evaluation',
+    # explain.attribution
+    'attribution_cost_benchmark': '.explain.attribution',
+    'frame_attribution': '.explain.attribution',
+    'layer_activations': '.explain.attribution:activations',
+    'layer_map': '.explain.attribution',
+    'neuron_attributions': '.explain.attribution',
+    'NeuronAttributionResult': '.explain.attribution',
+    # explain.derive
+    'analyse': '.explain.derive',
+    'Analysis': '.explain.derive',
+    'derive_transformation_params': '.explain.derive',
+    'sensitivity_sweep': '.explain.derive',
+    # explain.neurons
+    'attribution_geometry': '.explain.neurons',
+    'compare_groups': '.explain.neurons',
+    'neuron_functions': '.explain.neurons',
+    'neuron_functions_long': '.explain.neurons',
+    'tag_clips': '.explain.neurons',
+    # loop
+    'ensure_scored': '.loop',
+    'evaluate_version': '.loop',
+    'LoopIteration': '.loop',
+    'LoopReport': '.loop',
+    'ModelVersion': '.loop',
+    'retrain': '.loop',
+    'run_loop': '.loop',
+    'train_initial': '.loop',
+    'train_model': '.loop',
+    # media.samples
+    'Drift': '.media.samples',
+    'load_digit_clips': '.media.samples',
+    'make_shape_clips': '.media.samples',
+    'read_manifest': '.media.samples',
+    'write_sample_data': '.media.samples',
+    # media.video
+    'Clip': '.media.video',
+    'clip_stats': '.media.video',
+    'ClipSpec': '.media.video',
+    'ClipStats': '.media.video',
+    'read_clip': '.media.video',
+    'rebuild_tensor': '.media.video',
+    'tensor_digest': '.media.video',
+    'to_tensor': '.media.video',
+    # models.backbones
+    'BACKBONES': '.models.backbones',
+    'build_backbone': '.models.backbones',
+    # models.checkpoint
+    'file_sha256': '.models.checkpoint',
+    # models.classifier
+    'ClipClassifier': '.models.classifier',
+    # models.registry
+    'load_version': '.models.registry',
+    'register_version': '.models.registry',
+    # serving.endpoints
+    'deploy': '.serving.endpoints',
+    'deploy_version': '.serving.endpoints',
+    'IngestEndpoint': '.serving.endpoints',
+    'ModelEndpoint': '.serving.endpoints',
+    'replay': '.serving.endpoints',
+    'ScoringResult': '.serving.endpoints',
+    # store.payload_store
+    'PayloadStore': '.store.payload_store',
+    # train.datasets
+    'ClipDataset': '.train.datasets',
+    'split_ids': '.train.datasets',
+    'StoreDataModule': '.train.datasets',
+    # train.transforms
+    'class_weight_tensor': '.train.transforms',
+    'Evidence': '.train.transforms',
+    'TransformationParams': '.train.transforms',
+}
+_SUBMODULES = ("media", "store", "models", "serving", "explain", "train", "evaluation", "loop", "plots", "widgets",
+               "errors", "cli", "demo")
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
 __all__ = [
     "Analysis",
@@ -127,6 +189,7 @@ __all__ = [
     "read_clip",
     "read_manifest",
     "rebuild_tensor",
+    "register_version",
     "replay",
     "retrain",
     "run_loop",

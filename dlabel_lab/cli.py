@@ -20,7 +20,7 @@ from .errors import DLabelError
 
 
 def _cmd_samples(args) -> int:
-    from .samples import write_sample_data
+    from .media.samples import write_sample_data
 
     for name, manifest in write_sample_data(args.root).items():
         print(f"{name:<22} {manifest}")
@@ -28,8 +28,8 @@ def _cmd_samples(args) -> int:
 
 
 def _cmd_read(args) -> int:
-    from .samples import read_manifest
-    from .video import ClipSpec, clip_stats, read_clip, to_tensor
+    from .media.samples import read_manifest
+    from .media.video import ClipSpec, clip_stats, read_clip, to_tensor
 
     spec = ClipSpec(frames=args.frames, size=args.size)
     rows = read_manifest(args.manifest)
@@ -46,9 +46,9 @@ def _cmd_read(args) -> int:
 
 
 def _cmd_ingest(args) -> int:
-    from .endpoints import deploy_version
-    from .samples import read_manifest
-    from .store import PayloadStore
+    from .media.samples import read_manifest
+    from .serving.endpoints import deploy_version
+    from .store.payload_store import PayloadStore
 
     rows = read_manifest(args.manifest)
     with PayloadStore(args.store) as store:
@@ -65,7 +65,7 @@ def _cmd_ingest(args) -> int:
 
 def _cmd_retrain(args) -> int:
     from .loop import retrain, run_loop
-    from .store import PayloadStore
+    from .store.payload_store import PayloadStore
 
     with PayloadStore(args.store) as store:
         if args.loop:
@@ -82,7 +82,7 @@ def _cmd_retrain(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .store import PayloadStore
+    from .store.payload_store import PayloadStore
 
     with PayloadStore(args.store, read_only=True) as store:
         out = store.export_parquet(args.out)
@@ -91,7 +91,7 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_versions(args) -> int:
-    from .store import PayloadStore
+    from .store.payload_store import PayloadStore
 
     with PayloadStore(args.store, read_only=True) as store:
         versions = store.model_versions()
@@ -119,6 +119,22 @@ def _newest(store) -> str:
     return str(versions.iloc[-1]["model_version"])
 
 
+def whole_number(minimum: int):
+    """An argparse type for whole numbers >= ``minimum``, checked before anything heavy is imported."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlabel-lab", description="The data-labelling loop for video models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -127,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_samples)
     r = sub.add_parser("read", help="read the clips of a manifest and report them")
     r.add_argument("manifest")
-    r.add_argument("--frames", type=int, default=8)
-    r.add_argument("--size", type=int, default=112)
-    r.add_argument("--limit", type=int, default=12)
+    r.add_argument("--frames", type=whole_number(1), default=8)
+    r.add_argument("--size", type=whole_number(8), default=112)
+    r.add_argument("--limit", type=whole_number(1), default=12)
     r.set_defaults(func=_cmd_read)
     i = sub.add_parser("ingest", help="score a manifest's clips (with their labels as user scores) into a store")
     i.add_argument("store")
@@ -142,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("retrain", help="retrain the newest (or a given) version on the store's labelled clips")
     t.add_argument("store")
     t.add_argument("--from", dest="from_version")
-    t.add_argument("--epochs", type=int, default=15)
+    t.add_argument("--epochs", type=whole_number(1), default=15)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--loop", type=int, default=0, metavar="N", help="run N attribution-loop iterations instead")
+    t.add_argument("--loop", type=whole_number(0), default=0, metavar="N",
+                   help="run N attribution-loop iterations instead")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_cmd_retrain)
     e = sub.add_parser("export", help="export the matched data set as Hive-partitioned Parquet")
@@ -157,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_versions)
     from .demo import add_demo_parser
 
-    add_demo_parser(sub)
+    add_demo_parser(sub, whole_number=whole_number)
     return p
 
 

@@ -20,14 +20,15 @@ from pathlib import Path
 from .errors import ConfigError
 
 
-def add_demo_parser(sub) -> None:
+def add_demo_parser(sub, *, whole_number) -> None:
+    """Add the ``demo`` sub-command; ``whole_number(minimum)`` is the CLI's checked integer type."""
     d = sub.add_parser("demo", help="run the whole loop on generated sample clips")
     d.add_argument("--store", default="dlabel_store", help="store folder (replaced if it holds an earlier demo)")
-    d.add_argument("--train-clips", type=int, default=60)
-    d.add_argument("--ops-clips", type=int, default=72)
-    d.add_argument("--epochs", type=int, default=30)
-    d.add_argument("--retrain-epochs", type=int, default=15)
-    d.add_argument("--iterations", type=int, default=2)
+    d.add_argument("--train-clips", type=whole_number(4), default=60)
+    d.add_argument("--ops-clips", type=whole_number(4), default=72)
+    d.add_argument("--epochs", type=whole_number(1), default=30)
+    d.add_argument("--retrain-epochs", type=whole_number(1), default=15)
+    d.add_argument("--iterations", type=whole_number(1), default=2)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--fast", action="store_true", help="tiny sizes for a smoke test")
     d.add_argument("--no-progress", action="store_true")
@@ -64,12 +65,12 @@ def run_demo(store_dir: Path, *, train_clips: int = 48, ops_clips: int = 72, epo
     """Run the demo loop into ``store_dir``; return a summary dict."""
     import pandas as pd
 
-    from .endpoints import deploy_version
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     from .loop import train_initial
+    from .media.samples import make_shape_clips, read_manifest
     from .plots import plot_confusion, plot_learning_curves, plot_reliability, save_figure
-    from .samples import make_shape_clips, read_manifest
-    from .store import PayloadStore
+    from .serving.endpoints import deploy_version
+    from .store.payload_store import PayloadStore
 
     t0 = time.perf_counter()
     store_dir = Path(store_dir)

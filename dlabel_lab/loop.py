@@ -26,19 +26,20 @@ import pandas as pd
 import pytorch_lightning as pl
 from torch.utils.data import ConcatDataset
 
-from .data import ClipDataset, lineage_training_rows, split_ids
-from .endpoints import deploy, load_version, register_version
 from .errors import ConfigError
-from .evaluate import Evaluation, compare, evaluate
-from .models import ClipClassifier
-from .training import (  # noqa: F401 - re-exported: the loop's public face
+from .evaluation import Evaluation, compare, evaluate
+from .models.classifier import ClipClassifier
+from .models.registry import load_version, register_version
+from .serving.endpoints import deploy
+from .train.datasets import ClipDataset, lineage_training_rows, split_ids
+from .train.training import (  # noqa: F401 - re-exported: the loop's public face
     ModelVersion,
     fine_tune_copy,
     recalibrate_batchnorm,
     train_initial,
     train_model,
 )
-from .transforms import TransformationParams
+from .train.transforms import TransformationParams
 
 __all__ = [
     "ModelVersion", "LoopIteration", "LoopReport", "train_model", "train_initial", "retrain", "evaluate_version",
@@ -233,7 +234,7 @@ class LoopReport:
 
     def deploy(self, store, **kwargs):
         """An :class:`~dlabel_lab.IngestEndpoint` serving the newest deployed version."""
-        from .endpoints import deploy_version
+        from .serving.endpoints import deploy_version
 
         return deploy_version(store, self.newest, **kwargs)
 
@@ -281,7 +282,7 @@ def run_loop(
         >>> report = run_loop(store, from_version="shapes-v1", iterations=2)  # doctest: +SKIP
         >>> report.table()  # doctest: +SKIP
     """
-    from .derive import analyse, derive_transformation_params
+    from .explain.derive import analyse, derive_transformation_params
 
     if iterations < 1:
         raise ConfigError(f"iterations must be >= 1, got {iterations!r}")
@@ -324,7 +325,7 @@ def run_loop(
 def _iteration_plots(plots: Path, analysis, child: ModelVersion) -> None:
     import matplotlib.pyplot as plt
 
-    from .neurons import neuron_functions_long
+    from .explain.neurons import neuron_functions_long
     from .plots import plot_confusion, plot_learning_curves, plot_neuron_functions, save_figure
 
     for name, ax in (

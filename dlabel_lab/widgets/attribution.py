@@ -23,7 +23,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..plots import plot_attribution_overlay, plot_frame_attribution
-from ..transforms import TransformationParams
+from ..train.transforms import TransformationParams
 from ._common import figure_png, guarded, new_figure, table_html, text_html
 
 __all__ = ["AttributionViewer", "reject_params"]

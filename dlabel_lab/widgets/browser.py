@@ -23,9 +23,9 @@ import ipywidgets as widgets
 import pandas as pd
 
 from ..errors import ConfigError
-from ..evaluate import evaluate
+from ..evaluation import evaluate
+from ..media.video import read_clip, spec_from_record
 from ..plots import plot_confusion, plot_filmstrip
-from ..video import read_clip, spec_from_record
 from ._common import figure_png, guarded, new_figure, table_html, text_html
 
 __all__ = ["DatasetBrowser"]

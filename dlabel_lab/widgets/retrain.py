@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 
 from ..loop import ModelVersion, retrain
 from ..plots import plot_learning_curves
-from ..transforms import TransformationParams
+from ..train.transforms import TransformationParams
 from ._common import figure_png, guarded, new_figure, table_html, text_html
 
 __all__ = ["LiveTrainingCallback", "RetrainPanel", "lineage_html"]

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from ..endpoints import IngestEndpoint, ScoringResult
 from ..errors import ConfigError, UnknownLabel
+from ..media.video import ClipSpec, read_clip
 from ..plots import plot_filmstrip
-from ..video import ClipSpec, read_clip
+from ..serving.endpoints import IngestEndpoint, ScoringResult
 from ._common import figure_png, frame_png, guarded, new_figure, text_html
 
 __all__ = ["ScoringWidget"]

@@ -1,0 +1,30 @@
+"""Reading clips: the seeking decoder, container and decode checks, sample data and manifests.
+
+Names load on first use (see :mod:`dlabel_lab.lazy`).
+"""
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "ClipSpec": ".video",
+    "Clip": ".video",
+    "ClipStats": ".video",
+    "read_clip": ".video",
+    "to_tensor": ".video",
+    "rebuild_tensor": ".video",
+    "tensor_digest": ".video",
+    "clip_stats": ".video",
+    "sniff_container": ".video",
+    "Drift": ".samples",
+    "FACTORS": ".samples",
+    "make_shape_clips": ".samples",
+    "load_digit_clips": ".samples",
+    "read_manifest": ".samples",
+    "write_sample_data": ".samples",
+}
+
+_SUBMODULES = ("video", "samples")
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
+
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,26 @@
+"""Models: clip classifiers, backbones, safetensors checkpoints and the model version registry.
+
+Names load on first use (see :mod:`dlabel_lab.lazy`).
+"""
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "ClipClassifier": ".classifier",
+    "build_backbone": ".classifier",
+    "file_sha256": ".classifier",
+    "BACKBONES": ".classifier",
+    "backbone_spec": ".backbones",
+    "write_checkpoint": ".checkpoint",
+    "read_checkpoint": ".checkpoint",
+    "read_checkpoint_metadata": ".checkpoint",
+    "load_state_dict_file": ".checkpoint",
+    "register_version": ".registry",
+    "load_version": ".registry",
+}
+
+_SUBMODULES = ("classifier", "backbones", "checkpoint", "registry")
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
+
+__all__ = sorted(_EXPORTS)

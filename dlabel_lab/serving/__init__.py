@@ -1,0 +1,21 @@
+"""Serving: the ingest and model scoring endpoints, deploy and replay.
+
+Names load on first use (see :mod:`dlabel_lab.lazy`).
+"""
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "ScoringResult": ".endpoints",
+    "ModelEndpoint": ".endpoints",
+    "IngestEndpoint": ".endpoints",
+    "deploy": ".endpoints",
+    "deploy_version": ".endpoints",
+    "replay": ".endpoints",
+}
+
+_SUBMODULES = ("endpoints",)
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
+
+__all__ = sorted(_EXPORTS)

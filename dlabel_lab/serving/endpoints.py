@@ -1,0 +1,414 @@
+"""The two scoring endpoints and ``deploy``.
+
+``IngestEndpoint`` (the second scoring endpoint) receives native clips with an
+optional user score, assigns a time-ordered scoring id, logs the raw payload,
+preprocesses with the model's clip spec and forwards tensor, score and id to
+``ModelEndpoint`` (the first scoring endpoint), which runs the model in
+batches and logs the transformed payload, the prediction and the user score.
+
+Example:
+    >>> ingest = deploy(model, store, classes=["circle", "square", "triangle"])  # doctest: +SKIP
+    >>> result = ingest.score("clip.mp4", label="circle")  # doctest: +SKIP
+    >>> result.predicted_label, result.confidence  # doctest: +SKIP
+    ('circle', 0.93)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, MediaError, UnknownLabel, UnknownRecord, UnsupportedMedia
+from ..media.checks import _check_head, _check_path
+from ..media.video import (
+    ClipSpec,
+    check_file_size,
+    read_checked_file,
+    spec_from_record,
+    tensor_digest,
+    to_tensor,
+)
+from ..models.classifier import ClipClassifier
+from ..models.registry import load_version, register_version
+
+if TYPE_CHECKING:
+    from ..store.staging import StagedMedia
+
+__all__ = ["ScoringResult", "ModelEndpoint", "IngestEndpoint", "deploy", "deploy_version", "replay"]
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    """What one scoring event produced.
+
+    Attributes:
+        scoring_id: The id that ties every logged part together.
+        model_version: The model version that scored the clip.
+        label: The user score forwarded with the clip, if any.
+        predicted_label: The model's top class (``None`` if the model failed).
+        confidence: Probability of the top class.
+        probabilities: Class name -> probability.
+        latency_ms: Model time per clip in the batch.
+        sha256: Digest of the raw clip bytes.
+        error: The model's error message when it failed (the id is then unmatched).
+        duplicate_of: The earliest scoring id whose clip had exactly these
+            bytes, when this clip was scored before (also in the execution
+            log as a ``duplicate_clip`` run); ``None`` for new content.
+    """
+
+    scoring_id: str
+    model_version: str
+    label: str | None = None
+    predicted_label: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    latency_ms: float = 0.0
+    sha256: str = ""
+    error: str | None = None
+    duplicate_of: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The model scored the clip."""
+        return self.error is None
+
+    @property
+    def correct(self) -> bool | None:
+        """Prediction equals the user score (``None`` without one)."""
+        if self.label is None or self.predicted_label is None:
+            return None
+        return self.label == self.predicted_label
+
+
+@dataclass
+class _Item:
+    scoring_id: str
+    tensor: torch.Tensor
+    record: dict
+    label: str | None
+    sha256: str = ""
+    duplicate_of: str | None = None
+
+
+class ModelEndpoint:
+    """The first scoring endpoint: a model with payload logging.
+
+    Args:
+        model: A :class:`~dlabel_lab.ClipClassifier`.
+        store: The :class:`~dlabel_lab.PayloadStore` to log into.
+        model_version: The registered version id of ``model``.
+        top_k: How many identified objects (top classes) to log.
+        batch_size: Clips per forward pass.
+        device: Torch device to run on.
+
+    Example:
+        >>> endpoint = ModelEndpoint(model, store, model_version="shapes-v1")  # doctest: +SKIP
+    """
+
+    def __init__(self, model: ClipClassifier, store, *, model_version: str, top_k: int = 3, batch_size: int = 16,
+                 device: str | torch.device = "cpu") -> None:
+        self.model = model
+        self.store = store
+        self.model_version = model_version
+        self.top_k = top_k
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.classes = list(model.classes)
+        self.model.eval().to(self.device)
+
+    def _infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            logits, emb = self.model.logits_and_embedding(x.to(self.device))
+            return torch.softmax(logits.float(), dim=-1).cpu(), emb.float().cpu()
+
+    def score_batch(self, items: Sequence[_Item], *, log_scores: bool = True) -> list[ScoringResult]:
+        """Run the model on preprocessed items and log what it saw and predicted.
+
+        If the model fails, the user scores are still logged, each id gets a
+        failed run with the error in the execution log, and results carry the
+        error (the ids then show in ``store.unmatched()``).
+        """
+        results: list[ScoringResult] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = list(items[start : start + self.batch_size])
+            if log_scores:
+                scores = [{"scoring_id": it.scoring_id, "label": it.label, "source": "human"}
+                          for it in chunk if it.label is not None]
+                if scores:
+                    self.store.log_score_many(scores)
+            t0 = time.perf_counter()
+            try:
+                probs, emb = self._infer(torch.stack([it.tensor for it in chunk]))
+            except Exception as e:  # noqa: BLE001 - any model failure is logged, never lost
+                results.extend(self._failed(chunk, e))
+                continue
+            latency = (time.perf_counter() - t0) * 1000.0 / len(chunk)
+            transformed, predictions = [], []
+            k = min(self.top_k, len(self.classes))
+            for it, p, e in zip(chunk, probs, emb, strict=True):
+                top = torch.topk(p, k)
+                objects = [{"label": self.classes[j], "score": float(s)}
+                           for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+                transformed.append({
+                    "scoring_id": it.scoring_id, "model_version": self.model_version, "record": it.record,
+                    "tensor_digest": tensor_digest(it.tensor), "embedding": e.tolist(), "objects": objects,
+                })
+                predictions.append({
+                    "scoring_id": it.scoring_id, "model_version": self.model_version, "label": objects[0]["label"],
+                    "probabilities": p.tolist(), "confidence": objects[0]["score"], "latency_ms": latency,
+                })
+                results.append(ScoringResult(
+                    scoring_id=it.scoring_id, model_version=self.model_version, label=it.label,
+                    predicted_label=objects[0]["label"], confidence=objects[0]["score"],
+                    probabilities=dict(zip(self.classes, p.tolist(), strict=True)), latency_ms=latency,
+                    sha256=it.sha256, duplicate_of=it.duplicate_of,
+                ))
+            self.store.log_transformed_many(transformed)
+            self.store.log_prediction_many(predictions)
+        return results
+
+    def _failed(self, chunk: Sequence[_Item], error: Exception) -> list[ScoringResult]:
+        message = f"{type(error).__name__}: {error}"
+        out = []
+        for it in chunk:
+            run = self.store.start_run("score", {"model_version": self.model_version}, scoring_id=it.scoring_id,
+                                       model_version=self.model_version)
+            self.store.finish_run(run, status="failed", error=message)
+            out.append(ScoringResult(scoring_id=it.scoring_id, model_version=self.model_version, label=it.label,
+                                     sha256=it.sha256, error=message, duplicate_of=it.duplicate_of))
+        return out
+
+
+class IngestEndpoint:
+    """The second scoring endpoint: receives native clips and user scores.
+
+    Args:
+        model_endpoint: Where preprocessed clips are forwarded.
+        store: The payload store.
+        classes: The label set user scores must come from.
+        spec: Preprocessing; defaults to the model's clip spec.
+
+    Example:
+        >>> results = ingest.score_many(paths, labels)  # doctest: +SKIP
+    """
+
+    def __init__(self, model_endpoint: ModelEndpoint, store, *, classes: Sequence[str],
+                 spec: ClipSpec | None = None) -> None:
+        self.model_endpoint = model_endpoint
+        self.store = store
+        self.classes = list(classes)
+        self.spec = spec or model_endpoint.model.spec
+
+    @property
+    def model_version(self) -> str:
+        return self.model_endpoint.model_version
+
+    def _check_labels(self, labels: Sequence[str | None]) -> None:
+        known = set(self.classes)
+        bad = sorted({str(lab) for lab in labels if lab is not None and lab not in known})
+        if bad:
+            raise UnknownLabel(f"labels {bad} are not among the classes {self.classes}; nothing was logged. "
+                               "Fix the labels or deploy a model with these classes.")
+
+    def _prepare(self, source, label: str | None) -> tuple[_Item, dict]:
+        """Stage the clip inside the store (bounded, hashed), decode the staged copy, build the tensor.
+
+        Peak memory is one copy block plus the decoded frames, whatever the
+        file's size, and nothing is written outside the store's folder.
+        """
+        staged, name, suffix = _stage_source(self.store, source, self.spec)
+        try:
+            clip = read_checked_file(staged.path, self.spec, name=repr(name), suffix=suffix)
+            x, record = to_tensor(clip, self.spec)
+        except BaseException:
+            self.store.discard_staged(staged)
+            raise
+        meta = {"fps": clip.fps, "frame_count": clip.frame_count, "width": clip.width, "height": clip.height,
+                "codec": clip.codec, "container": clip.container}
+        return _Item("", x, record, label), {"staged": staged, "source_name": name, "metadata": meta}
+
+    def score(self, source, label: str | None = None) -> ScoringResult:
+        """Score one clip (a path or bytes) with an optional user score."""
+        return self.score_many([source], None if label is None else [label], progress=False)[0]
+
+    def score_many(self, sources: Sequence, labels: Sequence[str | None] | None = None, *,
+                   batch_size: int | None = None, on_error: str = "raise",
+                   progress: bool = True) -> list[ScoringResult]:
+        """Score clips in batches, with a progress bar.
+
+        Args:
+            sources: Paths or bytes.
+            labels: User scores, one per source (``None`` entries allowed).
+            batch_size: Clips per batch; default the model endpoint's.
+            on_error: ``"raise"`` stops at the first bad clip (clips of earlier
+                batches stay logged; the bad batch logs nothing); ``"skip"``
+                leaves bad clips out and returns results for the rest.
+            progress: Show a tqdm progress bar.
+
+        Raises:
+            UnknownLabel: A label is not a class (before anything is logged).
+            MediaError: A clip cannot be read (with ``on_error="raise"``).
+        """
+        sources = list(sources)
+        labels = [None] * len(sources) if labels is None else list(labels)
+        if len(labels) != len(sources):
+            raise ConfigError(f"{len(labels)} labels for {len(sources)} clips; pass one label (or None) per clip")
+        if on_error not in ("raise", "skip"):
+            raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self._check_labels(labels)
+        bs = batch_size or self.model_endpoint.batch_size
+        results: list[ScoringResult] = []
+        bar = tqdm(total=len(sources), desc=f"scoring with {self.model_version}", unit="clip", disable=not progress)
+        raws: list[dict] = []
+        try:
+            for start in range(0, len(sources), bs):
+                items, raws = [], []
+                for src, lab in zip(sources[start : start + bs], labels[start : start + bs], strict=True):
+                    try:
+                        item, raw = self._prepare(src, lab)
+                    except MediaError:
+                        if on_error == "raise":
+                            raise
+                        bar.update(1)
+                        continue
+                    item.scoring_id = raw["scoring_id"] = self.store.new_scoring_id()
+                    items.append(item)
+                    raws.append(raw)
+                if not items:
+                    continue
+                earlier = self.store.first_scoring_ids([raw["staged"].sha256 for raw in raws])
+                for item, sha in zip(items, self.store.log_raw_many(raws), strict=True):
+                    item.sha256 = sha
+                    item.duplicate_of = earlier.get(sha)
+                self._log_duplicates(items)
+                results.extend(self.model_endpoint.score_batch(items))
+                bar.update(len(items))
+        finally:
+            bar.close()
+            for raw in raws:  # staged copies of a batch that failed before it was logged
+                self.store.discard_staged(raw["staged"])
+        return results
+
+    def _log_duplicates(self, items: Sequence[_Item]) -> None:
+        """Record in the execution log each clip whose exact bytes were scored before."""
+        for item in items:
+            if item.duplicate_of is not None:
+                run_id = self.store.start_run(
+                    "duplicate_clip", {"sha256": item.sha256, "duplicate_of": item.duplicate_of},
+                    scoring_id=item.scoring_id, model_version=self.model_version)
+                self.store.finish_run(run_id, result={"duplicate_of": item.duplicate_of})
+
+    def _read_logged(self, scoring_id: str):
+        """Decode a logged clip from its file in the store, checked against its digest."""
+        return read_checked_file(self.store.verified_raw_path(scoring_id), self.spec, name=f"clip {scoring_id}")
+
+    def rescore_unmatched(self, *, progress: bool = True) -> list[ScoringResult]:
+        """Finish scoring events whose model step failed (ids in ``unmatched()``).
+
+        The tensor is rebuilt from the logged raw clip; the user score already
+        logged is not logged again.
+        """
+        missing = self.store.unmatched()
+        ids = [sid for sid, parts in zip(missing["scoring_id"], missing["missing"], strict=True)
+               if "prediction" in list(parts)]
+        items = []
+        for sid in tqdm(ids, desc="rebuilding", unit="clip", disable=not progress):
+            x, record = to_tensor(self._read_logged(sid), self.spec)
+            items.append(_Item(sid, x, record, None))
+        return self.model_endpoint.score_batch(items, log_scores=False)
+
+    def shadow_score(self, scoring_ids: Sequence[str], *, progress: bool = True) -> list[ScoringResult]:
+        """Score already-logged clips with this endpoint's model (no new raw rows, no new scores).
+
+        Used to compare a new model version with its parent on the same ids.
+        """
+        items = []
+        for sid in tqdm(list(scoring_ids), desc=f"shadow scoring {self.model_version}", unit="clip",
+                        disable=not progress):
+            x, record = to_tensor(self._read_logged(sid), self.spec)
+            items.append(_Item(sid, x, record, None))
+        return self.model_endpoint.score_batch(items, log_scores=False)
+
+
+def _stage_source(store, source, spec: ClipSpec) -> tuple[StagedMedia, str, str]:
+    """Check a source (path or bytes) and copy it into the store's staging folder; (staged, name, suffix)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        check_file_size(memoryview(source).nbytes, spec, "the given bytes")
+        return store.stage_media(source, max_bytes=spec.max_file_bytes), "<bytes>", ""
+    if not isinstance(source, (str, os.PathLike)):
+        raise UnsupportedMedia(f"a clip source must be a path or bytes, got {type(source).__name__}")
+    path = _check_path(source)
+    name = os.fspath(source)
+    check_file_size(path.stat().st_size, spec, repr(name))
+    with open(path, "rb") as fh:  # refuse what is not a video before copying anything
+        _check_head(fh.read(512), repr(name), path.suffix)
+    return store.stage_media(path, max_bytes=spec.max_file_bytes, name=repr(name)), name, path.suffix
+
+
+def deploy(model: ClipClassifier, store, *, classes: Sequence[str] | None = None, spec: ClipSpec | None = None,
+           name: str = "model", model_version: str | None = None, batch_size: int = 16, top_k: int = 3,
+           device: str = "cpu") -> IngestEndpoint:
+    """Deploy a model behind both endpoints, registering it in the store if needed.
+
+    Args:
+        model: The model to serve.
+        store: The payload store.
+        classes: The classes user scores come from; must match the model's.
+        spec: Preprocessing; default the model's spec.
+        name: Registry name when the model is registered here.
+        model_version: An already registered version of exactly this model.
+        batch_size: Clips per forward pass.
+        top_k: Identified objects logged per clip.
+        device: Torch device.
+
+    Example:
+        >>> ingest = deploy(model, store, classes=["circle", "square", "triangle"])  # doctest: +SKIP
+    """
+    if classes is not None and list(classes) != list(model.classes):
+        raise ConfigError(f"classes {list(classes)} differ from the model's {list(model.classes)}; "
+                          "user scores must use the model's class names in the same order")
+    spec = spec or model.spec
+    if model_version is None:
+        model_version = getattr(model, "model_version_", None)
+    if model_version is None:
+        model_version, _ = register_version(store, model, name=name,
+                                            params={"deployed_without_training_record": True})
+    endpoint = ModelEndpoint(model, store, model_version=model_version, top_k=top_k, batch_size=batch_size,
+                             device=device)
+    return IngestEndpoint(endpoint, store, classes=model.classes, spec=spec)
+
+
+def deploy_version(store, model_version: str, **kwargs) -> IngestEndpoint:
+    """Deploy a model version registered in the store.
+
+    Example:
+        >>> ingest = deploy_version(store, "shapes-v2")  # doctest: +SKIP
+    """
+    model = load_version(store, model_version)
+    return deploy(model, store, model_version=model_version, **kwargs)
+
+
+def replay(store, scoring_id: str, model_version: str) -> tuple[torch.Tensor, bool]:
+    """Rebuild the tensor a model saw from the raw clip and its logged record.
+
+    Returns:
+        ``(tensor, digest_matches)``.
+
+    Example:
+        >>> x, ok = replay(store, result.scoring_id, result.model_version)  # doctest: +SKIP
+    """
+    row = store.matched(scoring_ids=[scoring_id], model_version=model_version).df()
+    if row.empty:
+        raise UnknownRecord(f"no transformed payload for scoring id {scoring_id!r} under {model_version!r}")
+    record = row["record"].iloc[0]
+    record = json.loads(record) if isinstance(record, str) else record
+    spec = spec_from_record(record)
+    x, _ = to_tensor(read_checked_file(store.verified_raw_path(scoring_id), spec, name=scoring_id), spec)
+    return x, tensor_digest(x) == row["tensor_digest"].iloc[0]

@@ -1,0 +1,579 @@
+"""Logging scoring events into the payload store: raw clips, transformed payloads, predictions, user scores.
+
+:class:`LoggingMixin` is part of :class:`dlabel_lab.PayloadStore`. Every
+``log_*`` has a batch form ``log_*_many`` taking a list of dicts; a batch is
+validated as a whole, then written in one statement (nothing of a batch that
+fails is written). Raw, transformed and prediction rows are idempotent on
+their key; user scores are append-only and the latest wins.
+
+Example:
+    >>> store.log_prediction(sid, model_version="shapes-v1", label="circle",
+    ...                      probabilities=[0.8, 0.1, 0.1], confidence=0.8)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import ConfigError, StoreCorrupt, UnknownRecord
+from . import io, writes
+from .staging import StagedMedia, commit_staged, discard_staged, stage_bytes, stage_file
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["LoggingMixin", "PREDICTION_COLUMNS", "RAW_COLUMNS", "SCORE_COLUMNS", "TRANSFORMED_COLUMNS"]
+
+_TS = pa.timestamp("us")
+_F32 = pa.list_(pa.float32())
+RAW_COLUMNS = {
+    "scoring_id": pa.string(), "received_at": _TS, "sha256": pa.string(), "media_relpath": pa.string(),
+    "size_bytes": pa.int64(), "source_name": pa.string(), "fps": pa.float64(), "frame_count": pa.int64(),
+    "width": pa.int32(), "height": pa.int32(), "codec": pa.string(), "metadata": pa.string(),
+}  # fmt: skip
+TRANSFORMED_COLUMNS = {
+    "scoring_id": pa.string(), "model_version": pa.string(), "record": pa.string(), "tensor_digest": pa.string(),
+    "embedding": _F32, "objects": pa.string(), "transformed_at": _TS,
+}  # fmt: skip
+PREDICTION_COLUMNS = {
+    "scoring_id": pa.string(), "model_version": pa.string(), "label": pa.string(), "probabilities": _F32,
+    "confidence": pa.float64(), "latency_ms": pa.float64(), "predicted_at": _TS,
+}  # fmt: skip
+SCORE_COLUMNS = {
+    "label_id": pa.int64(), "scoring_id": pa.string(), "label": pa.string(), "source": pa.string(),
+    "author": pa.string(), "labelled_at": _TS,
+}  # fmt: skip
+
+
+class LoggingMixin:
+    """The ``log_*`` methods of :class:`~dlabel_lab.PayloadStore` and reading raw clips back."""
+
+    # provided by PayloadStore
+    path: Path
+    _write_lock: Any
+    _next_label_id: int
+    _writable: Any
+    _rows: Any
+    _df: Any
+    _cursor: Any
+    _insert: Any
+    _mapped_errors: Any
+
+    def _insert_keyed(
+        self,
+        table: str,
+        types: dict[str, pa.DataType],
+        key: tuple[str, ...],
+        cols: dict[str, list[Any]],
+        payload: tuple[str, ...],
+    ) -> None:
+        with self._write_lock, self._mapped_errors():
+            writes.insert_keyed(self._cursor(), table, types, key, cols, payload)
+
+    # --- raw payloads ------------------------------------------------------------
+    def log_raw(
+        self,
+        scoring_id: str,
+        data: bytes,
+        *,
+        source_name: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        received_at: datetime | None = None,
+    ) -> str:
+        """Log the native clip bytes of a scoring event; the sha256 of the bytes.
+
+        The bytes go to ``media/<sha[:2]>/<sha>.<ext>`` (written atomically,
+        once per content) before the row that points at them commits.
+        ``metadata`` keys ``fps``, ``frame_count``, ``width``, ``height``,
+        ``codec`` fill columns of their own; ``container`` picks the file
+        extension when ``source_name`` has none.
+
+        Args:
+            scoring_id: The event's id (see :meth:`new_scoring_id`).
+            data: The clip file's bytes.
+            source_name: Where the clip came from (a file name or camera id).
+            metadata: JSON-serialisable facts about the clip.
+            received_at: When the clip arrived (default: now, UTC).
+
+        Raises:
+            DuplicateScoringId: Different bytes or metadata were logged under
+                this id before (the same ones again add nothing).
+
+        Example:
+            >>> store.log_raw(sid, b"...", source_name="clip.mp4", metadata={"fps": 25})  # doctest: +SKIP
+            '5f3c...'
+        """
+        row = {"scoring_id": scoring_id, "data": data, "source_name": source_name, "metadata": metadata}
+        if received_at is not None:
+            row["received_at"] = received_at
+        return self.log_raw_many([row])[0]
+
+    def log_raw_many(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Log several raw payloads in one transaction; their sha256 digests, in order.
+
+        Args:
+            rows: Dicts with ``scoring_id`` and either ``data`` (the clip's
+                bytes) or ``staged`` (a :class:`StagedMedia` from
+                :meth:`stage_media`, moved into place without another copy),
+                and optionally ``source_name``, ``metadata``, ``received_at``.
+
+        Raises:
+            DuplicateScoringId: An id is known (or repeated in ``rows``) with a
+                different payload; nothing of the batch is written.
+
+        Example:
+            >>> store.log_raw_many([{"scoring_id": sid, "data": b"..."}])  # doctest: +SKIP
+            ['5f3c...']
+        """
+        self._writable()
+        now = io.utc_now()
+        cols: dict[str, list[Any]] = {name: [] for name in RAW_COLUMNS}
+        blobs: list[bytes | bytearray | memoryview | StagedMedia] = []
+        for i, row in enumerate(_rows_of(rows, "log_raw_many")):
+            try:
+                sid = io.check_scoring_id(row["scoring_id"])
+            except KeyError as missing:
+                raise ConfigError(f"row {i} of log_raw_many lacks {missing}") from None
+            staged = row.get("staged")
+            if staged is not None:
+                if not isinstance(staged, StagedMedia):
+                    raise ConfigError(
+                        f"staged of {sid} must come from store.stage_media(), got {type(staged).__name__}")
+                data = staged
+            elif "data" not in row:
+                raise ConfigError(f"row {i} of log_raw_many lacks 'data' (or 'staged')")
+            else:
+                data = row["data"]
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    raise ConfigError(
+                        f"data of {sid} must be bytes (the clip file's content), got {type(data).__name__}")
+            source = io.check_text(row.get("source_name") or "", what="source_name", allow_empty=True)
+            meta = row.get("metadata") or {}
+            if not isinstance(meta, Mapping):
+                raise ConfigError(f"metadata of {sid} must be a dict, got {type(meta).__name__}")
+            sha = data.sha256 if isinstance(data, StagedMedia) else hashlib.sha256(data).hexdigest()
+            cols["scoring_id"].append(sid)
+            cols["received_at"].append(io.utc_naive(row.get("received_at"), what="received_at") or now)
+            cols["sha256"].append(sha)
+            cols["media_relpath"].append(f"media/{sha[:2]}/{sha}.{io.media_extension(source, meta)}")  # type: ignore[arg-type]
+            cols["size_bytes"].append(data.size if isinstance(data, StagedMedia) else len(data))
+            cols["source_name"].append(source)
+            cols["fps"].append(_meta_number(meta, "fps", float, sid))
+            cols["frame_count"].append(_meta_number(meta, "frame_count", int, sid))
+            cols["width"].append(_meta_number(meta, "width", int, sid))
+            cols["height"].append(_meta_number(meta, "height", int, sid))
+            codec = meta.get("codec")
+            cols["codec"].append(None if codec is None else io.check_text(str(codec), what="codec", allow_empty=True))
+            cols["metadata"].append(io.canonical_json(dict(meta), what=f"metadata of {sid}"))
+            blobs.append(data)
+        payload = ("sha256", "source_name", "metadata")
+        keep = writes.unique_in_batch("raw_payloads", ("scoring_id",), cols, payload)
+        with self._write_lock:
+            with self._mapped_errors():  # checked before any media is written
+                keep = writes.not_stored(self._cursor(), "raw_payloads", ("scoring_id",), cols, payload, keep)
+            if keep:
+                known = self._known_media([cols["sha256"][i] for i in keep])
+                for i in keep:
+                    sha = cols["sha256"][i]
+                    relpath = known.setdefault(sha, cols["media_relpath"][i])
+                    cols["media_relpath"][i] = relpath
+                    blob = blobs[i]
+                    if isinstance(blob, StagedMedia):
+                        commit_staged(self.path, blob, relpath)
+                    else:
+                        io.write_media(self.path, relpath, blob)
+                self._insert("raw_payloads", RAW_COLUMNS, cols, keep)
+        return list(cols["sha256"])
+
+    def stage_media(self, source: str | Path | bytes, *, max_bytes: int = 2 << 30, name: str = "") -> StagedMedia:
+        """Copy a clip into the store's staging folder, bounded and hashed in 1 MiB blocks.
+
+        The ingest endpoint decodes the staged copy and then logs it with
+        ``log_raw_many([{"scoring_id": ..., "staged": staged}])``, which
+        renames it to its content address; :meth:`discard_staged` removes a
+        copy that will not be logged. Peak memory is one block, whatever
+        the clip's size.
+
+        Args:
+            source: A local file path or the clip's bytes.
+            max_bytes: Refuse larger clips (checked before copying and while copying).
+            name: How to name the clip in errors (default: the path).
+
+        Raises:
+            MediaTooLarge: The clip exceeds ``max_bytes``; nothing stays behind.
+
+        Example:
+            >>> staged = store.stage_media("clip.mp4")  # doctest: +SKIP
+            >>> store.log_raw_many([{"scoring_id": sid, "staged": staged}])  # doctest: +SKIP
+        """
+        self._writable()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return stage_bytes(self.path, source, max_bytes=max_bytes)
+        return stage_file(self.path, Path(source), max_bytes=max_bytes, name=name)
+
+    @staticmethod
+    def discard_staged(staged: StagedMedia) -> None:
+        """Remove a staged clip that will not be logged.
+
+        Example:
+            >>> store.discard_staged(staged)  # doctest: +SKIP
+        """
+        discard_staged(staged)
+
+    def first_scoring_ids(self, sha256s: Sequence[str]) -> dict[str, str]:
+        """sha256 -> the earliest scoring id whose raw payload has exactly these bytes.
+
+        Used to report duplicate clips at ingest: a digest that is already
+        known means the same content was scored before.
+
+        Example:
+            >>> store.first_scoring_ids([result.sha256])  # doctest: +SKIP
+            {'5f3c...': '0193a1b2-...'}
+        """
+        shas = sorted({str(s) for s in sha256s})
+        if not shas:
+            return {}
+        found = self._rows(
+            "SELECT sha256, arg_min(scoring_id, received_at) FROM raw_payloads "
+            "WHERE list_contains(CAST(? AS VARCHAR[]), sha256) GROUP BY sha256",
+            [shas],
+        )
+        return dict(found)
+
+    def _known_media(self, shas: list[str]) -> dict[str, str]:
+        """sha256 -> relative path of media that committed rows already point at."""
+        found = self._rows(
+            "SELECT sha256, any_value(media_relpath) FROM raw_payloads WHERE list_contains(?, sha256) GROUP BY ALL",
+            [sorted(set(shas))],
+        )
+        return dict(found)
+
+    def raw_path(self, scoring_id: str) -> Path:
+        """The absolute path of the clip file logged under ``scoring_id``.
+
+        Raises:
+            UnknownRecord: No raw payload has this id.
+
+        Example:
+            >>> store.raw_path(sid).suffix  # doctest: +SKIP
+            '.mp4'
+        """
+        io.check_scoring_id(scoring_id)
+        found = self._rows("SELECT media_relpath FROM raw_payloads WHERE scoring_id = ?", [scoring_id])
+        if not found:
+            raise UnknownRecord(f"no raw payload is logged under scoring id {scoring_id}; log it with log_raw()")
+        return self.path / found[0][0]
+
+    def verified_raw_path(self, scoring_id: str) -> Path:
+        """The clip file of ``scoring_id`` after checking it against its sha256 (streamed, 1 MiB blocks).
+
+        Decode from this instead of :meth:`raw_bytes` to keep memory bounded
+        by the decoder, not by the file.
+
+        Raises:
+            UnknownRecord: No raw payload has this id.
+            StoreCorrupt: The media file is missing or its content changed.
+
+        Example:
+            >>> read_clip(store.verified_raw_path(sid))  # doctest: +SKIP
+        """
+        path = self.raw_path(scoring_id)
+        sha = self._rows("SELECT sha256 FROM raw_payloads WHERE scoring_id = ?", [scoring_id])[0][0]
+        try:
+            found = io.sha256_file(path)
+        except FileNotFoundError:
+            raise StoreCorrupt(
+                f"the media file {path} of {scoring_id} is missing; restore media/ from a backup"
+            ) from None
+        if found != sha:
+            raise StoreCorrupt(f"the media file {path} of {scoring_id} no longer matches its sha256; restore it")
+        return path
+
+    def raw_bytes(self, scoring_id: str) -> bytes:
+        """The clip bytes logged under ``scoring_id``, checked against their sha256.
+
+        Raises:
+            UnknownRecord: No raw payload has this id.
+            StoreCorrupt: The media file is missing or its content changed.
+
+        Example:
+            >>> store.raw_bytes(sid)[:4]  # doctest: +SKIP
+            b'\\x00\\x00\\x00\\x18'
+        """
+        path = self.raw_path(scoring_id)
+        sha = self._rows("SELECT sha256 FROM raw_payloads WHERE scoring_id = ?", [scoring_id])[0][0]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StoreCorrupt(
+                f"the media file {path} of {scoring_id} is missing; restore media/ from a backup"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise StoreCorrupt(f"the media file {path} of {scoring_id} no longer matches its sha256; restore it")
+        return data
+
+    # --- transformed payloads and predictions --------------------------------------
+    def log_transformed(
+        self,
+        scoring_id: str,
+        *,
+        model_version: str,
+        record: Mapping[str, Any],
+        tensor_digest: str,
+        embedding: Sequence[float],
+        objects: Sequence[Mapping[str, Any]] = (),
+        transformed_at: datetime | None = None,
+    ) -> None:
+        """Log what a model version saw of a clip: preprocessing record, tensor digest, embedding, objects.
+
+        The tensor itself is not stored: it is rebuilt from the raw clip and the
+        record (``dlabel_lab.rebuild_tensor``) and checked with the digest.
+
+        Args:
+            scoring_id: The event's id.
+            model_version: The model version that saw it.
+            record: The preprocessing record (frame indices, crop, size, ...).
+            tensor_digest: sha256 of the model input tensor.
+            embedding: The clip's embedding (stored as ``FLOAT[]``).
+            objects: What the model identified, e.g. ``[{"label": "circle", "score": 0.9}]``.
+            transformed_at: When (default: now, UTC).
+
+        Raises:
+            DuplicateScoringId: A different transformed payload is logged for
+                this id and model version.
+
+        Example:
+            >>> store.log_transformed(sid, model_version="shapes-v1", record={"indices": [0, 2]},
+            ...                       tensor_digest="ab..", embedding=[0.1, 0.2], objects=[])  # doctest: +SKIP
+        """
+        row = dict(scoring_id=scoring_id, model_version=model_version, record=record, tensor_digest=tensor_digest,
+                   embedding=embedding, objects=objects, transformed_at=transformed_at)  # fmt: skip
+        self.log_transformed_many([row])
+
+    def log_transformed_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Log several transformed payloads in one statement (keys as :meth:`log_transformed`).
+
+        Raises:
+            DuplicateScoringId: A (scoring_id, model_version) is known with a
+                different payload; nothing of the batch is written.
+
+        Example:
+            >>> store.log_transformed_many([{"scoring_id": sid, "model_version": "shapes-v1", "record": {},
+            ...     "tensor_digest": "ab..", "embedding": [0.1], "objects": []}])  # doctest: +SKIP
+        """
+        self._writable()
+        now = io.utc_now()
+        cols: dict[str, list[Any]] = {name: [] for name in TRANSFORMED_COLUMNS}
+        for i, row in enumerate(_rows_of(rows, "log_transformed_many")):
+            try:
+                sid = io.check_scoring_id(row["scoring_id"])
+                cols["model_version"].append(io.check_name(row["model_version"], what="model_version"))
+                record, digest, embedding = row["record"], row["tensor_digest"], row["embedding"]
+            except KeyError as missing:
+                raise ConfigError(f"row {i} of log_transformed_many lacks {missing}") from None
+            if not isinstance(record, Mapping):
+                raise ConfigError(f"record of {sid} must be a dict (the preprocessing record)")
+            cols["scoring_id"].append(sid)
+            cols["record"].append(io.canonical_json(dict(record), what=f"record of {sid}"))
+            cols["tensor_digest"].append(io.check_text(digest, what="tensor_digest"))
+            cols["embedding"].append(io.float_list(embedding, what=f"embedding of {sid}"))
+            cols["objects"].append(io.canonical_json(list(row.get("objects") or ()), what=f"objects of {sid}"))
+            cols["transformed_at"].append(io.utc_naive(row.get("transformed_at"), what="transformed_at") or now)
+        self._insert_keyed("transformed_payloads", TRANSFORMED_COLUMNS, ("scoring_id", "model_version"), cols,
+                           ("record", "tensor_digest", "embedding", "objects"))  # fmt: skip
+
+    def log_prediction(
+        self,
+        scoring_id: str,
+        *,
+        model_version: str,
+        label: str,
+        probabilities: Sequence[float],
+        confidence: float,
+        latency_ms: float | None = None,
+        predicted_at: datetime | None = None,
+    ) -> None:
+        """Log a model version's prediction for a clip.
+
+        Args:
+            scoring_id: The event's id.
+            model_version: The model version that predicted.
+            label: The predicted class.
+            probabilities: Class probabilities in the model's class order.
+            confidence: The confidence of ``label`` (usually its probability).
+            latency_ms: How long scoring took.
+            predicted_at: When (default: now, UTC).
+
+        Raises:
+            DuplicateScoringId: A different prediction is logged for this id
+                and model version (the same one again adds nothing).
+
+        Example:
+            >>> store.log_prediction(sid, model_version="shapes-v1", label="circle",
+            ...                      probabilities=[0.8, 0.1, 0.1], confidence=0.8, latency_ms=3.2)  # doctest: +SKIP
+        """
+        row = dict(scoring_id=scoring_id, model_version=model_version, label=label, probabilities=probabilities,
+                   confidence=confidence, latency_ms=latency_ms, predicted_at=predicted_at)  # fmt: skip
+        self.log_prediction_many([row])
+
+    def log_prediction_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Log several predictions in one statement (keys as :meth:`log_prediction`).
+
+        Raises:
+            DuplicateScoringId: A (scoring_id, model_version) is known with a
+                different prediction; nothing of the batch is written.
+
+        Example:
+            >>> store.log_prediction_many([{"scoring_id": sid, "model_version": "shapes-v1", "label": "circle",
+            ...     "probabilities": [0.8, 0.2], "confidence": 0.8}])  # doctest: +SKIP
+        """
+        self._writable()
+        now = io.utc_now()
+        rows = _rows_of(rows, "log_prediction_many")
+        try:
+            cols: dict[str, list[Any]] = {
+                "scoring_id": [r["scoring_id"] for r in rows],
+                "model_version": [r["model_version"] for r in rows],
+                "label": [r["label"] for r in rows],
+                "probabilities": [r["probabilities"] for r in rows],
+                "confidence": [r["confidence"] for r in rows],
+                "latency_ms": [r.get("latency_ms") for r in rows],
+                "predicted_at": [r.get("predicted_at") for r in rows],
+            }
+        except KeyError as missing:
+            raise ConfigError(f"a row of log_prediction_many lacks {missing}") from None
+        _check_column(cols["scoring_id"], io.check_scoring_id)
+        _check_column(cols["model_version"], lambda v: io.check_name(v, what="model_version"))
+        _check_column(cols["label"], lambda v: io.check_text(v, what="predicted label"))
+        cols["probabilities"] = [_floats(v, "probabilities") for v in cols["probabilities"]]
+        cols["confidence"] = [_number(v, "confidence") for v in cols["confidence"]]
+        cols["latency_ms"] = [None if v is None else _number(v, "latency_ms") for v in cols["latency_ms"]]
+        cols["predicted_at"] = [now if v is None else io.utc_naive(v, what="predicted_at")
+                                for v in cols["predicted_at"]]
+        self._insert_keyed("predictions", PREDICTION_COLUMNS, ("scoring_id", "model_version"), cols,
+                           ("label", "probabilities", "confidence", "latency_ms"))  # fmt: skip
+
+    # --- user scores ---------------------------------------------------------------
+    def log_score(
+        self,
+        scoring_id: str,
+        label: str,
+        *,
+        source: str = "human",
+        author: str | None = None,
+        labelled_at: datetime | None = None,
+    ) -> int:
+        """Append a user score (a label) for a clip; its ``label_id``. The latest label wins.
+
+        Labels are never replaced: a correction, an auto-label or an audit is a
+        new row, and the history stays (:meth:`score_history`).
+
+        Args:
+            scoring_id: The event's id.
+            label: The class the user (or auto-labeller, or auditor) gave.
+            source: Who labelled: ``"human"``, ``"auto"``, ``"audit"``, ...
+            author: Optional name of the labeller.
+            labelled_at: When (default: now, UTC).
+
+        Example:
+            >>> store.log_score(sid, "circle", source="human", author="ana")  # doctest: +SKIP
+            1
+        """
+        row = dict(scoring_id=scoring_id, label=label, source=source, author=author, labelled_at=labelled_at)
+        return self.log_score_many([row])[0]
+
+    def log_score_many(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Append several user scores in one statement; their ``label_id``s, in order.
+
+        Example:
+            >>> store.log_score_many([{"scoring_id": sid, "label": "circle"}])  # doctest: +SKIP
+            [1]
+        """
+        self._writable()
+        now = io.utc_now()
+        cols: dict[str, list[Any]] = {name: [] for name in SCORE_COLUMNS}
+        for i, row in enumerate(_rows_of(rows, "log_score_many")):
+            try:
+                cols["scoring_id"].append(io.check_scoring_id(row["scoring_id"]))
+                cols["label"].append(io.check_text(row["label"], what="label"))
+            except KeyError as missing:
+                raise ConfigError(f"row {i} of log_score_many lacks {missing}") from None
+            cols["source"].append(io.check_text(row.get("source", "human"), what="source"))
+            cols["author"].append(io.check_text(row.get("author"), what="author", optional=True))
+            cols["labelled_at"].append(io.utc_naive(row.get("labelled_at"), what="labelled_at") or now)
+        n = len(cols["scoring_id"])
+        with self._write_lock:
+            first = self._next_label_id
+            cols["label_id"] = list(range(first, first + n))
+            self._insert("user_scores", SCORE_COLUMNS, cols, list(range(n)))
+            self._next_label_id = first + n
+        return cols["label_id"]
+
+    def score_history(self, scoring_id: str | None = None) -> pd.DataFrame:
+        """Every user score, oldest first (one clip's, or all); the last per clip is the one that counts.
+
+        Example:
+            >>> store.score_history(sid)[["label", "source"]].values.tolist()  # doctest: +SKIP
+            [['circle', 'auto'], ['square', 'audit']]
+        """
+        where, params = "", []
+        if scoring_id is not None:
+            where, params = "WHERE scoring_id = ?", [io.check_scoring_id(scoring_id)]
+        return self._df(
+            "SELECT label_id, scoring_id, label, source, author, labelled_at, "
+            "label_id = max(label_id) OVER (PARTITION BY scoring_id) AS is_latest "
+            f"FROM user_scores {where} ORDER BY label_id",
+            params,
+        )
+
+
+# --- helpers ---------------------------------------------------------------------------
+def _rows_of(rows: object, where: str) -> list[Mapping[str, Any]]:
+    if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
+        raise ConfigError(f"{where} takes a list of dicts, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ConfigError(f"row {i} of {where} must be a dict, got {type(row).__name__}")
+    return list(rows)  # type: ignore[arg-type]
+
+
+def _check_column(values: list[Any], check: Callable[[Any], Any]) -> None:
+    """Run ``check`` on each value, once per distinct string."""
+    seen: set[str] = set()
+    for v in values:
+        if type(v) is str:
+            if v in seen:
+                continue
+            seen.add(v)
+        check(v)
+
+
+def _floats(value: object, what: str) -> list[float]:
+    if type(value) is list and all(type(v) is float for v in value):
+        return value  # type: ignore[return-value]
+    return io.float_list(value, what=what)
+
+
+def _number(value: object, what: str) -> float:
+    if type(value) is float and value == value:
+        return value
+    return io.finite_float(value, what=what)  # type: ignore[return-value]
+
+
+def _meta_number(meta: Mapping[str, Any], key: str, kind: type, sid: str) -> Any:  # noqa: ANN401
+    value = meta.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise ConfigError(f"metadata[{key!r}] of {sid} must be a number, got {type(value).__name__}")
+    try:
+        return kind(value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"metadata[{key!r}] of {sid} must be a finite number, got {value!r}") from None

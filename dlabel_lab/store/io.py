@@ -1,0 +1,415 @@
+"""Files, ids and values for the payload store.
+
+The lock file that makes one process the owner of a store, atomic writes of
+content-addressed media, UUIDv7 scoring ids, canonical JSON and the checks
+every value passes before it reaches DuckDB. Nothing here imports DuckDB.
+
+Example:
+    >>> sid = new_scoring_id()
+    >>> check_scoring_id(sid) == sid
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, StoreError, StoreLocked
+
+__all__ = [
+    "LockFile",
+    "canonical_json",
+    "check_name",
+    "check_scoring_id",
+    "check_text",
+    "clean_temp_media",
+    "float_list",
+    "media_extension",
+    "new_scoring_id",
+    "utc_naive",
+    "utc_now",
+    "write_media",
+]
+
+TEMP_PREFIX = ".tmp-"
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_EXT = re.compile(r"^[a-z0-9]{1,8}$")
+_CONTAINER_EXT = {"matroska": "mkv", "quicktime": "mov", "mpeg-ps": "mpg", "mpeg-ts": "ts", "mpeg": "mpg"}
+
+_uuid_lock = threading.Lock()
+_uuid_last = [0, 0]  # last millisecond, last counter
+
+
+# --- ids ---------------------------------------------------------------------
+def new_scoring_id() -> str:
+    """A new scoring id: a UUIDv7 string, ordered by creation time.
+
+    48 bits of Unix milliseconds, then a 12-bit counter that keeps ids made in
+    the same millisecond in order, then 62 random bits (RFC 9562, method 1).
+
+    Example:
+        >>> a, b = new_scoring_id(), new_scoring_id()
+        >>> a < b and a[14] == "7"
+        True
+    """
+    with _uuid_lock:
+        ms = time.time_ns() // 1_000_000
+        last_ms, counter = _uuid_last
+        if ms <= last_ms:
+            ms, counter = last_ms, counter + 1
+            if counter > 0xFFF:
+                ms, counter = ms + 1, 0
+        else:
+            counter = int.from_bytes(os.urandom(2), "big") & 0x7FF  # leave room to count up
+        _uuid_last[:] = [ms, counter]
+    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def check_scoring_id(value: object, *, where: str = "scoring_id") -> str:
+    """Return ``value`` if it is a canonical (lower-case, hyphenated) UUID string.
+
+    Example:
+        >>> check_scoring_id("0190a0b2-7c3d-7e4f-8a5b-1c2d3e4f5a6b")
+        '0190a0b2-7c3d-7e4f-8a5b-1c2d3e4f5a6b'
+    """
+    if isinstance(value, str) and _UUID.match(value):
+        return value
+    raise ConfigError(
+        f"{where} must be a lower-case UUID string such as store.new_scoring_id() returns, got {value!r}"
+    )
+
+
+def check_name(value: object, *, what: str) -> str:
+    """A version name: 1-64 letters, digits, '_', '.', '-', starting with a letter or digit.
+
+    Example:
+        >>> check_name("shapes", what="model name")
+        'shapes'
+    """
+    if isinstance(value, str) and _NAME.match(value):
+        return value
+    raise ConfigError(
+        f"{what} must be 1-64 characters of letters, digits, '_', '.' or '-' (starting with a letter or digit), "
+        f"got {value!r}"
+    )
+
+
+# --- values ------------------------------------------------------------------
+def check_text(value: object, *, what: str, allow_empty: bool = False, optional: bool = False) -> str | None:
+    """A string DuckDB can store (valid UTF-8), or ``None`` when ``optional``.
+
+    Example:
+        >>> check_text("circle", what="label")
+        'circle'
+    """
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a string, got {type(value).__name__}")
+    if not value and not allow_empty:
+        raise ConfigError(f"{what} must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ConfigError(
+            f"{what} holds a character that is not valid UTF-8 (a lone surrogate at position {error.start}); "
+            "pass text that encodes as UTF-8"
+        ) from None
+    return value
+
+
+def _json_default(value: Any) -> Any:  # noqa: ANN401
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, (datetime, Path)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def canonical_json(value: object, *, what: str) -> str:
+    """JSON text with sorted keys and no spaces, so equal values give equal text.
+
+    Example:
+        >>> canonical_json({"b": 1, "a": [1.5]}, what="record")
+        '{"a":[1.5],"b":1}'
+    """
+    try:
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+        )
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{what} must be JSON-serialisable (finite numbers, string keys): {error}") from None
+    return check_text(text, what=what, allow_empty=True)  # type: ignore[return-value]
+
+
+def float_list(value: object, *, what: str) -> list[float]:
+    """A flat sequence of numbers as a list of Python floats.
+
+    Example:
+        >>> float_list((1, 0.5), what="probabilities")
+        [1.0, 0.5]
+    """
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigError(f"{what} must be a flat sequence of numbers, got {type(value).__name__}")
+    try:
+        return [float(v) for v in value]  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a flat sequence of numbers; found a non-number in it") from None
+
+
+def finite_float(value: object, *, what: str, optional: bool = False) -> float | None:
+    """A number as a float; ``None`` passes when ``optional``.
+
+    Example:
+        >>> finite_float(3, what="latency_ms")
+        3.0
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise ConfigError(f"{what} must be a number, got {type(value).__name__}")
+    out = float(value)  # type: ignore[arg-type]
+    if math.isnan(out):
+        raise ConfigError(f"{what} must be a number, got NaN")
+    return out
+
+
+def utc_now() -> datetime:
+    """The current UTC time as a naive datetime (how the store keeps times).
+
+    Example:
+        >>> utc_now().tzinfo is None
+        True
+    """
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def utc_naive(value: object, *, what: str) -> datetime | None:
+    """A datetime as naive UTC (aware ones are converted, naive ones read as UTC); ``None`` passes.
+
+    Example:
+        >>> utc_naive(datetime(2024, 1, 1, tzinfo=timezone.utc), what="since")
+        datetime.datetime(2024, 1, 1, 0, 0)
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"{what} must be a datetime or ISO 8601 text, got {value!r}") from None
+    if not isinstance(value, datetime):
+        raise ConfigError(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+# --- media -------------------------------------------------------------------
+def media_extension(source_name: str, metadata: Mapping[str, Any]) -> str:
+    """The file extension a clip keeps: from its source name, else its container, else ``bin``.
+
+    Example:
+        >>> media_extension("cam/clip.MP4", {})
+        'mp4'
+    """
+    suffix = Path(source_name).suffix.lower().lstrip(".")
+    if _EXT.match(suffix):
+        return suffix
+    container = str(metadata.get("container") or "").lower()
+    container = _CONTAINER_EXT.get(container, container)
+    return container if _EXT.match(container) else "bin"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_media(root: Path, relpath: str, data: bytes | bytearray | memoryview) -> None:
+    """Write ``data`` to ``root/relpath`` atomically: temp file, fsync, rename, fsync the folder.
+
+    An existing file of the same size is kept (the name is the content's
+    sha256, so it holds the same bytes).
+
+    Example:
+        >>> write_media(Path("runs/store"), "media/ab/ab12.mp4", b"...")  # doctest: +SKIP
+    """
+    final = root / relpath
+    with contextlib.suppress(FileNotFoundError):
+        if final.stat().st_size == len(data):
+            return
+    folder = final.parent
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(folder.parent)
+    tmp = folder / f"{TEMP_PREFIX}{final.name}-{os.getpid()}-{os.urandom(4).hex()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, final)
+    _fsync_dir(folder)
+
+
+def clean_temp_media(media_dir: Path) -> int:
+    """Remove temp files that a killed writer left in ``media_dir``; the number removed.
+
+    Example:
+        >>> clean_temp_media(Path("runs/store/media"))  # doctest: +SKIP
+        0
+    """
+    removed = 0
+    if not media_dir.is_dir():
+        return 0
+    for path in media_dir.glob(f"*/{TEMP_PREFIX}*"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks.
+
+    Example:
+        >>> sha256_file(Path("model.ckpt"))  # doctest: +SKIP
+        '9f86d0...'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- the lock file -------------------------------------------------------------
+class LockFile:
+    """An OS lock on ``<store>/.lock``: exclusive for the writer, shared for readers.
+
+    The writer writes its pid, host and start time into the file so that a
+    second process can say who holds the store. The OS drops the lock when the
+    holder exits, however it exits (``kill -9`` included), so no lock goes stale.
+
+    Args:
+        path: The lock file.
+
+    Example:
+        >>> lock = LockFile(Path("runs/store/.lock"))  # doctest: +SKIP
+        >>> lock.acquire(exclusive=True, store_dir=Path("runs/store"))  # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = None
+
+    def acquire(self, *, exclusive: bool, store_dir: Path) -> None:
+        """Take the lock without waiting, or raise :class:`StoreLocked` naming the holder."""
+        try:
+            f = open(self.path, "a+" if exclusive else "r")  # noqa: SIM115 - held until release()
+        except FileNotFoundError:
+            if exclusive:
+                raise
+            f = None  # a read-only store copied without its lock file: nobody can hold it
+        except OSError as error:
+            raise StoreError(f"cannot open the store's lock file {self.path}: {error}") from None
+        if f is None:
+            return
+        try:
+            fcntl.flock(f.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            writer = not exclusive or not self._shared_possible()
+            raise StoreLocked(_locked_message(store_dir, self.holder() if writer else {})) from None
+        if exclusive:
+            f.seek(0)
+            f.truncate()
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now().isoformat(timespec="seconds")}
+            f.write(json.dumps(info))
+            f.flush()
+        self._file = f
+
+    def _shared_possible(self) -> bool:
+        """Whether a shared lock is free now, i.e. only readers hold the store."""
+        with open(self.path) as probe:
+            try:
+                fcntl.flock(probe.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(probe.fileno(), fcntl.LOCK_UN)
+            return True
+
+    def holder(self) -> dict[str, Any]:
+        """What the lock file says about the writer that holds (or last held) the store."""
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def release(self) -> None:
+        """Drop the lock (idempotent)."""
+        f, self._file = self._file, None
+        if f is None:
+            return
+        with contextlib.suppress(OSError):
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        f.close()
+
+
+def _locked_message(store_dir: Path, holder: Mapping[str, Any]) -> str:
+    if not holder:
+        return (
+            f"The payload store {store_dir} is locked: another process has it open read-only. "
+            "Close the store there (store.close()) before opening it for writing."
+        )
+    pid, host, since = holder.get("pid", "?"), holder.get("host", "?"), holder.get("since", "?")
+    if pid == os.getpid() and host == socket.gethostname():
+        return (
+            f"The payload store {store_dir} is locked: this process ({pid}) already has it open for writing since "
+            f"{since} UTC through another PayloadStore object. Use that object, or close() it and open again."
+        )
+    return (
+        f"The payload store {store_dir} is locked: process {pid} on {host} has it open for writing since "
+        f"{since} UTC. One process owns a store: send the work to that process, or close the store there "
+        f"(store.close(), or end process {pid}) and open it again here. Do not take turns on the file."
+    )
+
+
+def describe_holder(store_dir: Path) -> dict[str, Any]:
+    """The pid/host/since the lock file of ``store_dir`` names (empty when unknown).
+
+    Example:
+        >>> describe_holder(Path("runs/store"))  # doctest: +SKIP
+        {'pid': 4242, 'host': 'lab', 'since': '2024-01-01T00:00:00'}
+    """
+    return LockFile(store_dir / ".lock").holder()

@@ -1,0 +1,364 @@
+"""The payload store: one DuckDB file and a folder of content-addressed media.
+
+:class:`PayloadStore` logs every scoring event under its ``scoring_id`` — the
+raw clip, what the model saw (the transformed payload), the prediction and the
+user scores — and joins them back into the comprehensive data set with
+:meth:`PayloadStore.matched`. Versions of data sets, models and transformation
+parameters and the execution log live in the same file (see
+:mod:`dlabel_lab._store_versions`).
+
+One process owns a writable store (an OS lock on ``<dir>/.lock``); threads of
+that process may log concurrently. Writes are idempotent on ``scoring_id``.
+
+Example:
+    >>> import dlabel_lab as dl
+    >>> with dl.PayloadStore("runs/store") as store:  # doctest: +SKIP
+    ...     sid = store.new_scoring_id()
+    ...     sha = store.log_raw(sid, open("clip.mp4", "rb").read(), source_name="clip.mp4")
+    ...     store.log_score(sid, "circle")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from ..errors import (
+    SchemaVersionError,
+    StoreCorrupt,
+    StoreError,
+    StoreLocked,
+)
+from . import io, writes
+from .analysis import AnalysisMixin
+from .events import LoggingMixin
+from .queries import MATCHED_COLUMNS, matched_filters, matched_query, unmatched_query
+from .schema import SCHEMA_VERSION, current_version, migrate, newer_message
+from .versions import VersionsMixin
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["PayloadStore", "new_scoring_id", "MATCHED_COLUMNS"]
+
+new_scoring_id = io.new_scoring_id
+
+_CORRUPT_HINTS = ("corrupt", "checksum", "not a valid duckdb", "wal file", "write-ahead", "serializ", "malformed",
+                  "internal error", "deserializ", "invalid block", "unexpected end", "could not read enough bytes")
+_LOCK_HINTS = ("could not set lock", "conflicting lock")
+
+
+class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
+    """A folder holding ``store.duckdb`` and ``media/``: every payload of every scoring event.
+
+    Opening takes the store's lock (the one thing done on construction, so a
+    second process learns at once that it cannot have the store), opens the
+    database with external file access disabled, and creates or migrates the
+    schema.
+
+    Args:
+        path: The store folder; created (with ``media/``) when missing, unless
+            ``read_only``.
+        read_only: Open for reading only; works while no writer holds the store.
+
+    Raises:
+        StoreLocked: Another process (or another open store object in this
+            process) holds the store for writing, or readers hold it and this
+            open wants to write.
+        StoreCorrupt: ``store.duckdb`` or its write-ahead log is damaged.
+        SchemaVersionError: The store was written by a newer dlabel_lab, or is
+            older and ``read_only`` forbids migrating it.
+
+    Example:
+        >>> store = PayloadStore("runs/store")  # doctest: +SKIP
+        >>> store.matched().df().shape  # doctest: +SKIP
+        (0, 26)
+        >>> store.close()  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self.media_dir = self.path / "media"
+        self.read_only = bool(read_only)
+        self._db_path = self.path / "store.duckdb"
+        self._lock = io.LockFile(self.path / ".lock")
+        self._state_lock = threading.Lock()  # guards cursors and counters
+        self._write_lock = threading.RLock()  # one writer at a time: check-then-insert stays atomic
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._next_label_id = 0
+        self._open()
+
+    # --- opening and closing --------------------------------------------------
+    def _open(self) -> None:
+        if self.read_only:
+            if not self._db_path.is_file():
+                raise StoreError(f"there is no payload store at {self.path} (no store.duckdb). Check the path.")
+        else:
+            self.media_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire(exclusive=not self.read_only, store_dir=self.path)
+        try:
+            config = {
+                "enable_external_access": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            }
+            with self._mapped_errors(opening=True):
+                self._con = duckdb.connect(str(self._db_path), read_only=self.read_only, config=config)
+                self._check_schema()
+                if not self.read_only:
+                    row = self._con.execute("SELECT coalesce(max(label_id), 0) FROM user_scores").fetchall()
+                    self._next_label_id = int(row[0][0]) + 1
+            if not self.read_only:
+                io.clean_temp_media(self.media_dir)
+        except BaseException:
+            self._shutdown()
+            raise
+
+    def _check_schema(self) -> None:
+        con = self._con
+        assert con is not None
+        found = current_version(con)
+        if found > SCHEMA_VERSION:
+            raise SchemaVersionError(newer_message(found))
+        if found < SCHEMA_VERSION:
+            if self.read_only:
+                raise SchemaVersionError(
+                    f"store.duckdb has schema version {found}, older than {SCHEMA_VERSION}. Open it once without "
+                    "read_only=True to migrate it, then open it read-only."
+                )
+            migrate(con)
+
+    @contextlib.contextmanager
+    def _mapped_errors(self, *, opening: bool = False) -> Iterator[None]:
+        """Turn DuckDB's lock and corruption errors into the store's typed errors."""
+        try:
+            yield
+        except duckdb.Error as error:
+            text = str(error)
+            low = text.lower()
+            if any(h in low for h in _LOCK_HINTS):
+                pid = re.search(r"PID (\d+)", text)
+                holder = f"process {pid.group(1)}" if pid else "another process"
+                raise StoreLocked(
+                    f"The payload store {self.path} is locked: {holder} has store.duckdb open (outside "
+                    f"dlabel_lab's lock). Close it there, then open the store again. DuckDB said: {text}"
+                ) from None
+            if opening and not any(h in low for h in _CORRUPT_HINTS) and isinstance(error, duckdb.IOException):
+                raise StoreError(f"cannot open {self._db_path}: {text.splitlines()[0]}") from None
+            if opening or any(h in low for h in _CORRUPT_HINTS):
+                raise StoreCorrupt(
+                    f"{self._db_path} (or its write-ahead log store.duckdb.wal) is damaged and cannot be read: "
+                    f"{text.splitlines()[0]}. Restore store.duckdb from a backup, or from a Parquet export "
+                    "(store.export_parquet()); the media/ folder is content-addressed and can be kept."
+                ) from None
+            raise
+
+    def close(self) -> None:
+        """Checkpoint (when writable), close every connection and release the lock.
+
+        Example:
+            >>> store.close()  # doctest: +SKIP
+        """
+        with self._write_lock:
+            if self._con is not None and not self.read_only:
+                with contextlib.suppress(duckdb.Error):
+                    self._con.execute("CHECKPOINT")
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        with self._state_lock:
+            cursors, self._cursors = self._cursors, []
+            con, self._con = self._con, None
+        for cursor in cursors:
+            with contextlib.suppress(Exception):
+                cursor.close()
+        if con is not None:
+            with contextlib.suppress(Exception):
+                con.close()
+        self._lock.release()
+
+    def __enter__(self) -> PayloadStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._shutdown()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._con is None else ("read-only" if self.read_only else "writable")
+        return f"PayloadStore({str(self.path)!r}, {state})"
+
+    # --- connections -------------------------------------------------------------
+    def _cursor(self, slot: str = "work") -> duckdb.DuckDBPyConnection:
+        """This thread's own cursor (``work`` for the store's statements, ``read`` for returned relations)."""
+        con = self._con
+        if con is None:
+            raise StoreError(f"the payload store {self.path} is closed; open it again with PayloadStore(path)")
+        local = self._local
+        if getattr(local, "con", None) is not con:
+            local.con, local.work, local.read = con, None, None
+        cursor = getattr(local, slot)
+        if cursor is None:
+            with self._state_lock:
+                cursor = con.cursor()
+                self._cursors.append(cursor)
+            setattr(local, slot, cursor)
+        return cursor
+
+    def _rows(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._mapped_errors():
+            return self._cursor().execute(sql, params).fetchall()
+
+    def _df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """A small result as a DataFrame whose missing text values are ``None`` (not NaN)."""
+        import pandas as pd
+        with self._mapped_errors():
+            frame = self._cursor().execute(sql, params).df()
+        for column in frame.columns:
+            if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column].dtype):
+                values = frame[column].astype(object)
+                frame[column] = values.where(values.notna(), None)
+        return frame
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"the payload store {self.path} is open read-only; open it with PayloadStore(path) to write"
+            )
+
+    # --- ids ---------------------------------------------------------------------
+    @staticmethod
+    def new_scoring_id() -> str:
+        """A new time-ordered scoring id (UUIDv7 text).
+
+        Example:
+            >>> PayloadStore.new_scoring_id()[14]
+            '7'
+        """
+        return io.new_scoring_id()
+
+    # --- the comprehensive data set ---------------------------------------------------
+    def matched(
+        self,
+        *,
+        label: str | Sequence[str] | None = None,
+        prediction: str | Sequence[str] | None = None,
+        model_version: str | Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_confidence: float | None = None,
+        max_confidence: float | None = None,
+        correct: bool | None = None,
+        tags: str | Sequence[str] | None = None,
+        scoring_ids: Sequence[str] | None = None,
+    ) -> duckdb.DuckDBPyRelation:
+        """The comprehensive data set: raw ⋈ transformed ⋈ prediction ⋈ latest user score.
+
+        One row per scoring id and model version that has a raw payload, a
+        transformed payload and a prediction; the user score is the latest one
+        (``NULL`` when unlabelled). Rows come in no set order (sorting a
+        million wide rows costs more than the join); add
+        ``.order("scoring_id, model_version")`` for arrival order. Every filter
+        value is bound as a parameter; column names come from an allow-list.
+
+        Args:
+            label: Latest user label(s) to keep.
+            prediction: Predicted label(s) to keep.
+            model_version: Model version(s) to keep.
+            since: Keep clips received at or after this time.
+            until: Keep clips received before this time.
+            min_confidence: Keep predictions with ``confidence >= min_confidence``.
+            max_confidence: Keep predictions with ``confidence <= max_confidence``.
+            correct: ``True`` keeps labelled rows predicted right, ``False``
+                labelled rows predicted wrong.
+            tags: Keep rows carrying every one of these clip tags.
+            scoring_ids: Keep these scoring ids.
+
+        Returns:
+            A DuckDB relation (``.df()``, ``.to_arrow_table()``, ``.fetchall()``)
+            with the columns :data:`MATCHED_COLUMNS`.
+
+        Example:
+            >>> store.matched(model_version="shapes-v1", correct=False).df()  # doctest: +SKIP
+        """
+        filters = matched_filters(
+            label=label, prediction=prediction, model_version=model_version, since=since, until=until,
+            min_confidence=min_confidence, max_confidence=max_confidence, correct=correct, tags=tags,
+            scoring_ids=scoring_ids,
+        )  # fmt: skip
+        sql, params = matched_query(filters, media_root=f"{self.path}/")
+        with self._mapped_errors():
+            return self._cursor("read").sql(sql, params=params)
+
+    def unmatched(self) -> pd.DataFrame:
+        """Scoring ids that lack a part, which parts, and the error the execution log holds for them.
+
+        Returns:
+            A DataFrame with ``scoring_id``, ``model_version`` (``None`` when
+            no model has seen the clip), ``missing`` (a list drawn from
+            ``raw``, ``transformed``, ``prediction``) and ``error`` (from the
+            latest failed run of that scoring id, else ``None``).
+
+        Example:
+            >>> store.unmatched()  # doctest: +SKIP
+                                           scoring_id model_version                  missing          error
+            0  0190...                          None  [transformed, prediction]  TruncatedMedia: ...
+        """
+        frame = self._df(unmatched_query())
+        frame["missing"] = [list(m) for m in frame["missing"]]
+        return frame
+
+    # --- export ------------------------------------------------------------------
+    def export_parquet(self, out_dir: str | Path, **matched_filters: Any) -> Path:
+        """Write the matched data as Hive-partitioned Parquet; the folder.
+
+        Partitions are ``model_version=<v>/received_date=<YYYY-MM-DD>/part-0.parquet``,
+        which Spark, Trino and DuckDB (``read_parquet(..., hive_partitioning=true)``)
+        read directly from a folder or object storage. The store's DuckDB runs
+        with external access disabled, so the files are written by PyArrow
+        from the query result. Partitions written again are replaced.
+
+        Args:
+            out_dir: The folder to write (created when missing).
+            **matched_filters: Filters as :meth:`matched` takes them.
+
+        Example:
+            >>> store.export_parquet("exports/matched")  # doctest: +SKIP
+            PosixPath('exports/matched')
+        """
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        rel = self.matched(**matched_filters)
+        with self._mapped_errors():
+            table = rel.to_arrow_table()
+        dates = pc.strftime(table.column("received_at"), format="%Y-%m-%d")
+        table = table.append_column("received_date", dates)
+        if table.num_rows:
+            ds.write_dataset(
+                table, out, format="parquet", partitioning=["model_version", "received_date"],
+                partitioning_flavor="hive", existing_data_behavior="delete_matching",
+                basename_template="part-{i}.parquet",
+            )  # fmt: skip
+        return out
+
+    # --- inserts ---------------------------------------------------------------------
+    def _insert(self, table: str, types: dict[str, pa.DataType], cols: dict[str, list[Any]], keep: list[int]) -> None:
+        """Insert the ``keep`` rows of ``cols`` in one statement (the caller holds the write lock)."""
+        with self._mapped_errors():
+            writes.insert_rows(self._cursor(), table, types, cols, keep)

@@ -1,0 +1,254 @@
+"""Datasets and a LightningDataModule over matched store records.
+
+Rows come from ``store.dataset_members(version)`` or ``store.matched()``:
+each has a ``scoring_id``, the clip's ``media_path`` and a label. The split
+into training and held-out ids is a deterministic function of the scoring id
+(a salted hash), so an id stays on its side as the data set grows.
+
+Example:
+    >>> dm = StoreDataModule(store, classes=["circle", "square", "triangle"], spec=spec)  # doctest: +SKIP
+    >>> trainer.fit(model, datamodule=dm)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import ConfigError, UnknownLabel
+from ..media.video import ClipSpec, read_clip, to_tensor
+
+__all__ = ["ClipDataset", "StoreDataModule", "split_ids", "labelled_rows", "lineage_training_rows"]
+
+
+def lineage_training_rows(store, model_version: str, *, limit: int | None = None) -> list[dict]:
+    """The labelled lab clips (manifest rows) the root of a version's lineage was trained on.
+
+    Returns an empty list when the lineage records no training manifest or the
+    manifest is gone.
+
+    Example:
+        >>> rows = lineage_training_rows(store, "shapes-v2")  # doctest: +SKIP
+    """
+    import json
+
+    from ..media.samples import read_manifest
+
+    infos = [store.get_model(model_version), *store.lineage(model_version).get("parents", [])]
+    for info in infos:
+        params = info.get("params") or {}
+        params = json.loads(params) if isinstance(params, str) else params
+        manifest = (params.get("training") or {}).get("train_manifest")
+        if manifest:
+            try:
+                rows = read_manifest(manifest)
+            except ConfigError:
+                return []
+            return rows[:limit] if limit is not None else rows
+    return []
+
+
+def split_ids(ids: Sequence[str], *, holdout: float = 0.25, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split scoring ids deterministically into (train, holdout).
+
+    An id's side depends only on the id and the seed, never on the other ids,
+    so adding clips never moves an old clip across the split. With few ids the
+    holdout fraction is approximate; at least one id lands on each side when
+    there are two or more.
+
+    Example:
+        >>> train, held = split_ids([f"id{i}" for i in range(8)], holdout=0.25)
+        >>> sorted(train + held) == sorted(f"id{i}" for i in range(8))
+        True
+    """
+    if not 0.0 <= holdout < 1.0:
+        raise ConfigError(f"holdout must be in [0, 1), got {holdout!r}")
+    ids = list(dict.fromkeys(str(i) for i in ids))
+
+    def score(i: str) -> float:
+        h = hashlib.sha256(f"{seed}:{i}".encode()).digest()
+        return int.from_bytes(h[:8], "big") / 2**64
+
+    ranked = sorted(ids, key=score)
+    held = [i for i in ranked if score(i) < holdout]
+    if holdout > 0 and len(ids) >= 2 and not held:
+        held = ranked[:1]
+    if len(held) == len(ids) and len(ids) >= 2:
+        held = held[:-1]
+    held_set = set(held)
+    return [i for i in ids if i not in held_set], [i for i in ids if i in held_set]
+
+
+def labelled_rows(records: pd.DataFrame, *, label_column: str = "user_label") -> pd.DataFrame:
+    """One row per scoring id with its media path and label (rows without a label dropped)."""
+    if label_column not in records.columns:
+        raise ConfigError(f"records need a {label_column!r} column; got {list(records.columns)}")
+    df = records.dropna(subset=[label_column])
+    df = df.drop_duplicates(subset=["scoring_id"]).reset_index(drop=True)
+    return df.rename(columns={label_column: "label"})[["scoring_id", "media_path", "label"]]
+
+
+class ClipDataset(Dataset):
+    """Clips decoded from files into normalised tensors with class indices.
+
+    Args:
+        rows: Records with ``media_path`` (or ``path``) and ``label``.
+        classes: Class names; labels index into this list.
+        spec: How to sample and preprocess each clip.
+        augment: Optional callable on the (C, T, H, W) tensor (training only).
+        weights: Optional per-row sample weights; items become ``(x, y, w)``.
+        cache: Keep decoded tensors in memory (augmentation still runs each time).
+
+    Example:
+        >>> ds = ClipDataset(rows, classes=["a", "b"], spec=ClipSpec(frames=4, size=32))  # doctest: +SKIP
+        >>> x, y = ds[0]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[dict] | pd.DataFrame,
+        *,
+        classes: Sequence[str],
+        spec: ClipSpec,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        weights: Sequence[float] | None = None,
+        cache: bool = True,
+    ) -> None:
+        if isinstance(rows, pd.DataFrame):
+            rows = rows.to_dict("records")
+        self.rows = [dict(r) for r in rows]
+        self.classes = list(classes)
+        self.spec = spec
+        self.augment = augment
+        self.weights = None if weights is None else [float(w) for w in weights]
+        self.cache = cache
+        self._cache: dict[int, torch.Tensor] = {}
+        index = {c: i for i, c in enumerate(self.classes)}
+        self._targets = []
+        for r in self.rows:
+            if r.get("label") not in index:
+                raise UnknownLabel(f"label {r.get('label')!r} is not one of the classes {self.classes}")
+            if not (r.get("media_path") or r.get("path")):
+                raise ConfigError("every row needs a 'media_path' or 'path'")
+            self._targets.append(index[r["label"]])
+        if self.weights is not None and len(self.weights) != len(self.rows):
+            raise ConfigError(f"{len(self.weights)} weights for {len(self.rows)} rows")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def without_augment(self) -> ClipDataset:
+        """The same rows (sharing the decoded cache) without augmentation."""
+        twin = object.__new__(ClipDataset)
+        twin.__dict__.update(self.__dict__)
+        twin.augment = None
+        return twin
+
+    @property
+    def targets(self) -> list[int]:
+        """Class index of every row."""
+        return list(self._targets)
+
+    def tensor(self, i: int) -> torch.Tensor:
+        """The preprocessed (un-augmented) tensor of row ``i``."""
+        if i in self._cache:
+            return self._cache[i]
+        r = self.rows[i]
+        x, _ = to_tensor(read_clip(r.get("media_path") or r["path"], self.spec), self.spec)
+        if self.cache:
+            self._cache[i] = x
+        return x
+
+    def __getitem__(self, i: int):
+        x = self.tensor(i)
+        if self.augment is not None:
+            x = self.augment(x)
+        y = torch.tensor(self._targets[i], dtype=torch.long)
+        if self.weights is not None:
+            return x, y, torch.tensor(self.weights[i], dtype=torch.float32)
+        return x, y
+
+
+class StoreDataModule(pl.LightningDataModule):
+    """Training and held-out loaders over the labelled clips of a store.
+
+    Args:
+        store: A :class:`~dlabel_lab.PayloadStore`.
+        classes: Class names.
+        spec: Preprocessing of every clip.
+        dataset_version: Use the members of this snapshot; default: every
+            labelled clip of ``store.matched()``.
+        holdout: Fraction of ids held out (deterministic by id).
+        batch_size: Batch size of both loaders.
+        augment: Training-only augmentation on each (C, T, H, W) tensor.
+        sample_weights: Optional callable ``row -> weight``.
+        seed: Salt of the split and the shuffling generator.
+
+    Example:
+        >>> dm = StoreDataModule(store, classes=classes, spec=spec, holdout=0.25)  # doctest: +SKIP
+        >>> dm.setup(); len(dm.train_ids), len(dm.holdout_ids)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        store,
+        *,
+        classes: Sequence[str],
+        spec: ClipSpec,
+        dataset_version: str | None = None,
+        holdout: float = 0.25,
+        batch_size: int = 8,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        sample_weights: Callable[[dict], float] | None = None,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.classes = list(classes)
+        self.spec = spec
+        self.dataset_version = dataset_version
+        self.holdout = holdout
+        self.batch_size = batch_size
+        self.augment = augment
+        self.sample_weights = sample_weights
+        self.seed = seed
+        self.num_workers = num_workers
+        self.train_ids: list[str] = []
+        self.holdout_ids: list[str] = []
+
+    def rows(self) -> pd.DataFrame:
+        """The labelled rows this module draws from."""
+        if self.dataset_version is not None:
+            members = self.store.dataset_members(self.dataset_version)
+            return members[["scoring_id", "media_path", "label"]].drop_duplicates("scoring_id")
+        return labelled_rows(self.store.matched().df())
+
+    def setup(self, stage: str | None = None) -> None:
+        rows = self.rows()
+        if rows.empty:
+            raise ConfigError("the store has no labelled clips to train on; score clips with labels first")
+        self.train_ids, self.holdout_ids = split_ids(rows["scoring_id"].tolist(), holdout=self.holdout,
+                                                     seed=self.seed)
+        by_id = rows.set_index("scoring_id")
+        self._train_rows = by_id.loc[self.train_ids].reset_index()
+        self._holdout_rows = by_id.loc[self.holdout_ids].reset_index()
+        weights = None
+        if self.sample_weights is not None:
+            weights = [self.sample_weights(r) for r in self._train_rows.to_dict("records")]
+        self.train_set = ClipDataset(self._train_rows, classes=self.classes, spec=self.spec,
+                                     augment=self.augment, weights=weights)
+        self.holdout_set = ClipDataset(self._holdout_rows, classes=self.classes, spec=self.spec)
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=g,
+                          num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.holdout_set, batch_size=self.batch_size, num_workers=self.num_workers)

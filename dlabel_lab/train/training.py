@@ -1,0 +1,253 @@
+"""Training model versions: a Lightning fit with precise BatchNorm, and the first version.
+
+``train_model`` fits a :class:`~dlabel_lab.ClipClassifier` with a Lightning
+Trainer (progress bar, CSV logs) and re-estimates BatchNorm statistics on the
+un-augmented clips afterwards; ``train_initial`` trains and registers a first
+version from a labelled manifest (the lab data).
+
+Example:
+    >>> v1 = train_initial(store, "data/shapes/train/labels.csv", name="shapes", epochs=30)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import ConcatDataset, DataLoader
+
+from ..errors import ConfigError
+from ..evaluation import Evaluation
+from ..media.samples import read_manifest
+from ..media.video import ClipSpec
+from ..models.classifier import ClipClassifier
+from ..models.registry import register_version
+from .datasets import ClipDataset
+from .transforms import TransformationParams
+
+__all__ = ["ModelVersion", "train_model", "train_initial", "recalibrate_batchnorm", "fine_tune_copy"]
+
+
+@dataclass
+class ModelVersion:
+    """A registered model version and how it scored.
+
+    Attributes:
+        version: The version id in the store (e.g. ``"shapes-v2"``).
+        parent: The version it was fine-tuned from.
+        dataset_version: The snapshot it was trained on.
+        checkpoint_path: Its safetensors checkpoint.
+        evaluation: Its evaluation on the held-out ids.
+        parent_evaluation: The parent's evaluation on the same ids.
+        comparison: Before/after table (parent vs this version).
+        train_ids: Scoring ids trained on.
+        holdout_ids: Scoring ids held out for the comparison.
+        params: The transformation parameters it was trained with.
+        history: Per-epoch metrics from the CSV logger.
+        log_dir: Where Lightning wrote its CSV logs.
+    """
+
+    version: str
+    parent: str | None = None
+    dataset_version: str | None = None
+    checkpoint_path: str = ""
+    evaluation: Evaluation | None = None
+    parent_evaluation: Evaluation | None = None
+    comparison: pd.DataFrame | None = None
+    train_ids: list[str] = field(default_factory=list)
+    holdout_ids: list[str] = field(default_factory=list)
+    params: TransformationParams | None = None
+    history: pd.DataFrame | None = None
+    log_dir: str = ""
+
+    @property
+    def accuracy(self) -> float | None:
+        """Held-out accuracy of this version."""
+        return None if self.evaluation is None else self.evaluation.accuracy
+
+    @property
+    def improved(self) -> bool | None:
+        """Whether it beats its parent on the held-out ids."""
+        if self.evaluation is None or self.parent_evaluation is None:
+            return None
+        return self.evaluation.accuracy > self.parent_evaluation.accuracy
+
+
+def _history(log_dir: str) -> pd.DataFrame:
+    path = Path(log_dir) / "metrics.csv"
+    if not path.exists():
+        return pd.DataFrame()
+    df = pd.read_csv(path)
+    if "epoch" in df:
+        df = df.groupby("epoch", as_index=False).mean(numeric_only=True)
+    return df.drop(columns=[c for c in ("step",) if c in df])
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Silence Lightning's start-up chatter (accelerator lines, tips); warnings and errors still show."""
+    loggers = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def train_model(
+    model: ClipClassifier,
+    train: ClipDataset,
+    *,
+    val: ClipDataset | None = None,
+    epochs: int = 5,
+    batch_size: int = 8,
+    seed: int = 0,
+    root_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    callbacks: Sequence[pl.Callback] = (),
+) -> tuple[ClipClassifier, pd.DataFrame, str]:
+    """Fit a model with a Lightning Trainer; return it, its per-epoch history and log dir.
+
+    Example:
+        >>> model, history, log_dir = train_model(model, train_set, epochs=3)  # doctest: +SKIP
+    """
+    if epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {epochs!r}")
+    if len(train) == 0:
+        raise ConfigError("no training clips; label some clips first")
+    pl.seed_everything(seed, workers=True, verbose=False)
+    root = Path(root_dir or "lightning_runs")
+    logger = CSVLogger(save_dir=str(root), name="logs")
+    with _quiet_lightning():
+        trainer = pl.Trainer(
+            max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False,
+            enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+            num_sanity_val_steps=0, callbacks=list(callbacks), deterministic=False,
+        )
+    g = torch.Generator().manual_seed(seed)
+    train_dl = DataLoader(train, batch_size=batch_size, shuffle=True, generator=g)
+    val_dl = DataLoader(val, batch_size=batch_size) if val is not None and len(val) else None
+    with warnings.catch_warnings(), _quiet_lightning():
+        for message in (".*does not have many workers.*", ".*number of training batches.*",
+                        ".*no `val_dataloader`.*", ".*LeafSpec.*"):
+            warnings.filterwarnings("ignore", message=message)
+        trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)
+    recalibrate_batchnorm(model, train, batch_size=max(batch_size, 16))
+    model.eval()
+    return model, _history(logger.log_dir), logger.log_dir
+
+
+def recalibrate_batchnorm(model: torch.nn.Module, dataset, *, batch_size: int = 16) -> int:
+    """Re-estimate BatchNorm running statistics on the un-augmented training clips ("precise BN").
+
+    Running statistics gathered over small, augmented batches can be far from
+    what the model meets in eval mode; seen here: 0.93 accuracy with batch
+    statistics and chance (one class for every clip) with the running ones.
+    One pass without gradients in train mode with cumulative averaging
+    replaces them. Returns the number of BatchNorm layers recalibrated.
+
+    Example:
+        >>> recalibrate_batchnorm(model, train_set)  # doctest: +SKIP
+        4
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(dataset) == 0:
+        return 0
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    plain = ConcatDataset([d.without_augment() if hasattr(d, "without_augment") else d for d in parts])
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the pass
+    model.train()
+    try:
+        with torch.no_grad():
+            for batch in DataLoader(plain, batch_size=batch_size):
+                model(batch[0])
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.train(was_training)
+    return len(norms)
+
+
+def fine_tune_copy(parent: ClipClassifier, *, lr: float | None = None, class_weights=None,
+                   spec: ClipSpec | None = None) -> ClipClassifier:
+    """A fresh module with the parent's weights and new training options."""
+    hp = dict(parent.hparams)
+    child = ClipClassifier(
+        classes=list(parent.classes), backbone=parent.backbone_name, spec=spec or parent.spec,
+        lr=lr if lr is not None else hp.get("lr", 1e-3), weight_decay=hp.get("weight_decay", 0.0),
+        class_weights=class_weights, embed_dim=hp.get("embed_dim", 64), dropout=hp.get("dropout", 0.0),
+    )
+    child.load_state_dict(parent.state_dict(), strict=True)
+    return child
+
+
+def train_initial(
+    store,
+    manifest: str | os.PathLike,
+    *,
+    name: str = "model",
+    classes: Sequence[str] | None = None,
+    backbone: str = "tiny3d",
+    spec: ClipSpec | None = None,
+    epochs: int = 8,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    **model_options,
+) -> ModelVersion:
+    """Train a first model version on a labelled manifest (lab data) and register it.
+
+    Args:
+        store: The payload store the version is registered in.
+        manifest: A ``labels.csv`` manifest (see :func:`~dlabel_lab.make_shape_clips`).
+        name: Registry name; the version id is ``f"{name}-v1"`` for a new name.
+        classes: Class names; default the sorted labels of the manifest.
+        backbone: Backbone of the :class:`~dlabel_lab.ClipClassifier`.
+        spec: Clip spec; default 8 frames of 64 px.
+        epochs: Training epochs.
+        lr: Learning rate.
+        batch_size: Batch size.
+        seed: Seed of everything.
+        progress: Show Lightning's progress bar.
+
+    Example:
+        >>> v1 = train_initial(store, "data/shapes/train/labels.csv", name="shapes")  # doctest: +SKIP
+    """
+    rows = read_manifest(manifest)
+    classes = list(classes) if classes is not None else sorted({r["label"] for r in rows})
+    spec = spec or ClipSpec(frames=8, size=64)
+    torch.manual_seed(seed)
+    model = ClipClassifier(classes=classes, backbone=backbone, spec=spec, lr=lr, **model_options)
+    train = ClipDataset(rows, classes=classes, spec=spec)
+    model, history, log_dir = train_model(model, train, epochs=epochs, batch_size=batch_size, seed=seed,
+                                          root_dir=Path(store.path) / "training", progress=progress)
+    manifest_path = Path(manifest)
+    manifest_file = manifest_path / "labels.csv" if manifest_path.is_dir() else manifest_path
+    params = {
+        "train_manifest": str(manifest_file.resolve()),
+        "manifest_sha256": hashlib.sha256(manifest_file.read_bytes()).hexdigest(),
+        "n_clips": len(rows), "epochs": epochs, "lr": lr, "seed": seed, "backbone": backbone,
+    }
+    final = history.iloc[-1].to_dict() if len(history) else {}
+    metrics = {k: float(v) for k, v in final.items() if isinstance(v, (int, float)) and k != "epoch"}
+    version, ckpt = register_version(store, model, name=name, parent=None, dataset_version=None,
+                                       params={"training": params}, metrics={"train": metrics})
+    return ModelVersion(version=version, checkpoint_path=ckpt, history=history, log_dir=log_dir)
