@@ -51,6 +51,11 @@ class Evaluation:
         n_bins: Bins used for the calibration error.
         ece_source: ``"probabilities"``, ``"confidence"`` or ``"none"``.
         dropped: Input rows left out for lacking a user label or a prediction.
+        conflicts: Byte-identical clips (same ``sha256``) that carry different
+            user labels: one row per digest with ``n_copies``, ``labels`` and
+            ``scoring_ids``. Empty when the records have no ``sha256`` column
+            or no conflict. Such clips make the metrics ambiguous: resolve
+            their labels first.
 
     Example:
         >>> ev = Evaluation.from_dict(ev.to_dict())  # doctest: +SKIP
@@ -67,6 +72,7 @@ class Evaluation:
     n_bins: int = 10
     ece_source: str = "none"
     dropped: int = 0
+    conflicts: pd.DataFrame = field(default_factory=lambda: _conflicts(pd.DataFrame()))
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict (NaN becomes ``None``) to store with a model version."""
@@ -81,6 +87,7 @@ class Evaluation:
                 "ece_source": self.ece_source,
                 "n_bins": self.n_bins,
                 "dropped": self.dropped,
+                "conflicting_labels": self.conflicts.to_dict(orient="records"),
                 "classes": list(self.classes),
                 "per_class": per_class.to_dict(orient="records"),
                 "confusion": np.asarray(self.confusion).tolist(),
@@ -114,15 +121,17 @@ class Evaluation:
             n_bins=int(d.get("n_bins", 10)),
             ece_source=d.get("ece_source", "none"),
             dropped=int(d.get("dropped", 0)),
+            conflicts=pd.DataFrame(d.get("conflicting_labels") or [], columns=_CONFLICT_COLUMNS),
         )
 
     def table(self) -> pd.DataFrame:
-        """Summary: one ``value`` per metric (n, accuracy, macro_f1, ece, ``recall[<class>]``)."""
+        """Summary: one ``value`` per metric (n, accuracy, macro_f1, ece, conflicting_labels, ``recall[<class>]``)."""
         rows = {
             "n": float(self.n),
             "accuracy": self.accuracy,
             "macro_f1": self.macro_f1,
             "ece": math.nan if self.ece is None else self.ece,
+            "conflicting_labels": float(len(self.conflicts)),
         }
         rows.update({f"recall[{c}]": float(r) for c, r in self.per_class["recall"].items()})
         return pd.DataFrame({"value": pd.Series(rows, dtype=float)}).rename_axis("metric")
@@ -195,6 +204,7 @@ def evaluate(
         n_bins=n_bins,
         ece_source=source,
         dropped=dropped,
+        conflicts=_conflicts(df),
     )
 
 
@@ -214,6 +224,22 @@ def compare(before: Evaluation, after: Evaluation) -> pd.DataFrame:
 
 
 # --- helpers ---------------------------------------------------------------------------
+_CONFLICT_COLUMNS = ["sha256", "n_copies", "labels", "scoring_ids"]
+
+
+def _conflicts(df: pd.DataFrame) -> pd.DataFrame:
+    """Digests whose copies carry more than one distinct user label."""
+    if df.empty or "sha256" not in df.columns or "scoring_id" not in df.columns:
+        return pd.DataFrame(columns=_CONFLICT_COLUMNS)
+    rows = []
+    for sha, group in df.dropna(subset=["sha256"]).groupby("sha256", sort=True):
+        labels = sorted(set(group["user_label"]))
+        if len(labels) > 1:
+            rows.append({"sha256": sha, "n_copies": len(group), "labels": labels,
+                         "scoring_ids": sorted(map(str, group["scoring_id"]))})
+    return pd.DataFrame(rows, columns=_CONFLICT_COLUMNS)
+
+
 def _labelled_rows(records, slice_cols: list[str]) -> tuple[pd.DataFrame, int]:
     if isinstance(records, pd.DataFrame):
         df = records

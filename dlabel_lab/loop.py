@@ -28,6 +28,7 @@ from torch.utils.data import ConcatDataset
 
 from .errors import ConfigError
 from .evaluation import Evaluation, compare, evaluate
+from .models.checkpoint import file_sha256
 from .models.classifier import ClipClassifier
 from .models.registry import load_version, register_version
 from .serving.endpoints import deploy
@@ -146,11 +147,13 @@ def retrain(
         parent = load_version(store, from_version)
         name = name or str(store.get_model(from_version).get("name") or "model")
         if dataset_version is None:
-            dataset_version = store.snapshot_dataset(f"{name}-train", **matched_filters)
+            dataset_version = store.snapshot_dataset(f"{name}-labelled", **matched_filters)
         rows = store.dataset_members(dataset_version)
         rows = rows.rename(columns={"user_label": "label"}) if "label" not in rows else rows
         rows = rows.drop_duplicates("scoring_id")
-        train_ids, holdout_ids = split_ids(rows["scoring_id"].tolist(), holdout=holdout, seed=seed)
+        # Byte-identical clips share a side, so no copy of a held-out clip is trained on.
+        train_ids, holdout_ids = split_ids(rows["scoring_id"].tolist(), holdout=holdout, seed=seed,
+                                           groups=rows["sha256"].tolist())
         by_id = rows.set_index("scoring_id")
         spec = params.apply_to_spec(parent.spec) if params is not None else parent.spec
         augment = None
@@ -162,6 +165,7 @@ def retrain(
         train_rows = by_id.loc[train_ids].reset_index()[["scoring_id", "media_path", "label"]].to_dict("records")
         lab_rows = lineage_training_rows(store, from_version) if include_lab_data else []
         lab_rows = [{"media_path": r["path"], "label": r["label"]} for r in lab_rows if r["label"] in parent.classes]
+        lab_rows = _without_held_out_copies(lab_rows, set(by_id.loc[holdout_ids, "sha256"]))
         # The derived ranges map the reference (lab) clips into the operational
         # regime they were measured against; operational clips already are there.
         parts = [ClipDataset(train_rows, classes=child.classes, spec=spec, augment=None if lab_rows else augment)]
@@ -186,6 +190,13 @@ def retrain(
         evaluation=after, parent_evaluation=before, comparison=compare(before, after), train_ids=train_ids,
         holdout_ids=holdout_ids, params=params, history=history, log_dir=log_dir,
     )
+
+
+def _without_held_out_copies(lab_rows: list[dict], held_out_sha256: set[str]) -> list[dict]:
+    """Lab clips minus byte-identical copies of held-out clips (they would leak the holdout into training)."""
+    if not lab_rows or not held_out_sha256:
+        return lab_rows
+    return [r for r in lab_rows if file_sha256(r["media_path"]) not in held_out_sha256]
 
 
 @dataclass

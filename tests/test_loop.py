@@ -123,3 +123,20 @@ def test_store_data_module_splits_by_id(scored_store):
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape[1:] == (3, 4, 32, 32) and y.dtype.is_floating_point is False
     assert isinstance(dm.rows(), pd.DataFrame)
+
+
+def test_no_clip_content_is_both_trained_on_and_held_out(scored_store, clips):
+    """The same clips ingested a second time (new scoring ids) stay on their copy's side of every split."""
+    store, v1 = scored_store
+    rows = dl.read_manifest(clips[1])
+    again = dl.deploy_version(store, v1.version).score_many([r["path"] for r in rows], [r["label"] for r in rows],
+                                                            progress=False)
+    assert all(r.duplicate_of is not None for r in again)
+    assert len(store.runs("duplicate_clip")) == len(rows)
+    for seed in range(3):
+        child = dl.retrain(store, v1.version, epochs=1, holdout=0.34, seed=seed, progress=False)
+        sha = store.matched(model_version=v1.version).df().set_index("scoring_id")["sha256"]
+        train, held = set(sha[child.train_ids]), set(sha[child.holdout_ids])
+        assert train and held and train.isdisjoint(held)
+        assert len(child.train_ids) + len(child.holdout_ids) == 2 * len(rows)
+        assert child.dataset_version.startswith("shapes-labelled")

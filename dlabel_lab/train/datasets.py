@@ -53,35 +53,50 @@ def lineage_training_rows(store, model_version: str, *, limit: int | None = None
     return []
 
 
-def split_ids(ids: Sequence[str], *, holdout: float = 0.25, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Split scoring ids deterministically into (train, holdout).
+def split_ids(ids: Sequence[str], *, holdout: float = 0.25, seed: int = 0,
+              groups: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """Split scoring ids deterministically into (train, holdout), keeping each group on one side.
 
-    An id's side depends only on the id and the seed, never on the other ids,
-    so adding clips never moves an old clip across the split. With few ids the
-    holdout fraction is approximate; at least one id lands on each side when
-    there are two or more.
+    A side depends only on the group key and the seed, never on the other
+    ids, so adding clips never moves an old clip across the split. Pass the
+    clips' sha256 digests as ``groups`` so that byte-identical copies of a clip
+    (the same clip ingested twice) always fall on the same side: otherwise a
+    copy in training and one held out inflate held-out accuracy. With few
+    groups the holdout fraction is approximate; at least one group lands on
+    each side when there are two or more.
+
+    Args:
+        ids: Scoring ids (repeats are dropped).
+        holdout: Fraction of groups held out, in ``[0, 1)``.
+        seed: Changes the split.
+        groups: One key per id (e.g. its sha256); default: each id its own group.
 
     Example:
-        >>> train, held = split_ids([f"id{i}" for i in range(8)], holdout=0.25)
-        >>> sorted(train + held) == sorted(f"id{i}" for i in range(8))
+        >>> train, held = split_ids(["a", "b", "c", "d"], holdout=0.5, groups=["x", "x", "y", "z"])
+        >>> ("a" in held) == ("b" in held)
         True
     """
     if not 0.0 <= holdout < 1.0:
         raise ConfigError(f"holdout must be in [0, 1), got {holdout!r}")
-    ids = list(dict.fromkeys(str(i) for i in ids))
+    ids = [str(i) for i in ids]
+    keys = ids if groups is None else [str(g) for g in groups]
+    if len(keys) != len(ids):
+        raise ConfigError(f"split_ids got {len(keys)} groups for {len(ids)} ids; pass one group key per id")
+    group_of = dict(zip(ids, keys, strict=True))  # the first group given for a repeated id
+    ids = list(group_of)
 
-    def score(i: str) -> float:
-        h = hashlib.sha256(f"{seed}:{i}".encode()).digest()
+    def score(key: str) -> float:
+        h = hashlib.sha256(f"{seed}:{key}".encode()).digest()
         return int.from_bytes(h[:8], "big") / 2**64
 
-    ranked = sorted(ids, key=score)
-    held = [i for i in ranked if score(i) < holdout]
-    if holdout > 0 and len(ids) >= 2 and not held:
+    ranked = sorted(dict.fromkeys(group_of.values()), key=score)
+    held = [k for k in ranked if score(k) < holdout]
+    if holdout > 0 and len(ranked) >= 2 and not held:
         held = ranked[:1]
-    if len(held) == len(ids) and len(ids) >= 2:
+    if len(held) == len(ranked) and len(ranked) >= 2:
         held = held[:-1]
     held_set = set(held)
-    return [i for i in ids if i not in held_set], [i for i in ids if i in held_set]
+    return [i for i in ids if group_of[i] not in held_set], [i for i in ids if group_of[i] in held_set]
 
 
 def labelled_rows(records: pd.DataFrame, *, label_column: str = "user_label") -> pd.DataFrame:
@@ -90,7 +105,8 @@ def labelled_rows(records: pd.DataFrame, *, label_column: str = "user_label") ->
         raise ConfigError(f"records need a {label_column!r} column; got {list(records.columns)}")
     df = records.dropna(subset=[label_column])
     df = df.drop_duplicates(subset=["scoring_id"]).reset_index(drop=True)
-    return df.rename(columns={label_column: "label"})[["scoring_id", "media_path", "label"]]
+    cols = ["scoring_id", "media_path", "label"] + (["sha256"] if "sha256" in df.columns else [])
+    return df.rename(columns={label_column: "label"})[cols]
 
 
 class ClipDataset(Dataset):
@@ -226,15 +242,17 @@ class StoreDataModule(pl.LightningDataModule):
         """The labelled rows this module draws from."""
         if self.dataset_version is not None:
             members = self.store.dataset_members(self.dataset_version)
-            return members[["scoring_id", "media_path", "label"]].drop_duplicates("scoring_id")
+            cols = ["scoring_id", "media_path", "label"] + (["sha256"] if "sha256" in members.columns else [])
+            return members[cols].drop_duplicates("scoring_id")
         return labelled_rows(self.store.matched().df())
 
     def setup(self, stage: str | None = None) -> None:
         rows = self.rows()
         if rows.empty:
             raise ConfigError("the store has no labelled clips to train on; score clips with labels first")
-        self.train_ids, self.holdout_ids = split_ids(rows["scoring_id"].tolist(), holdout=self.holdout,
-                                                     seed=self.seed)
+        self.train_ids, self.holdout_ids = split_ids(
+            rows["scoring_id"].tolist(), holdout=self.holdout, seed=self.seed,
+            groups=rows["sha256"].tolist() if "sha256" in rows.columns else None)
         by_id = rows.set_index("scoring_id")
         self._train_rows = by_id.loc[self.train_ids].reset_index()
         self._holdout_rows = by_id.loc[self.holdout_ids].reset_index()
