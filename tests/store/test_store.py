@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 
 import dlabel_lab as dl
-from dlabel_lab.store import schema
-from dlabel_lab.store import MATCHED_COLUMNS, PayloadStore, new_scoring_id
+from dlabel_lab.store import MATCHED_COLUMNS, PayloadStore, new_scoring_id, schema
 
 T0 = datetime(2024, 1, 1)
 DOC_COLUMNS = (
