@@ -318,6 +318,27 @@ def read_checked_file(path: Path, spec: ClipSpec, *, name: str, suffix: str = ""
     Example:
         >>> clip = read_checked_file(Path("clip.mp4"), ClipSpec(frames=4), name="'clip.mp4'")  # doctest: +SKIP
     """
+    container = check_container_file(path, spec, name=name, suffix=suffix)
+    return _decode(path, spec, container, name)
+
+
+def check_container_file(path: Path, spec: ClipSpec, *, name: str, suffix: str = "") -> str:
+    """Check a clip file without decoding it: size limit, container type, structure and padding.
+
+    Reads the first 512 bytes and the container's box or chunk headers only
+    (through an ``mmap``), so it costs microseconds on a file of any size.
+
+    Returns:
+        The container name (``"mp4"``, ``"avi"``, ...).
+
+    Raises:
+        MediaTooLarge: The file or its padding exceeds the spec's limits.
+        EmptyMedia, UnsupportedMedia, UnsafeSource, TruncatedMedia: As :func:`read_clip`.
+
+    Example:
+        >>> check_container_file(Path("clip.mp4"), ClipSpec(), name="'clip.mp4'")  # doctest: +SKIP
+        'mp4'
+    """
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         check_file_size(size, spec, name)
@@ -326,7 +347,7 @@ def read_checked_file(path: Path, spec: ClipSpec, *, name: str, suffix: str = ""
         if container in ("mp4", "avi") and size:
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
                 _check_structure(view, container, name, spec)
-    return _decode(path, spec, container, name)
+    return container
 
 
 def check_file_size(size: int, spec: ClipSpec, name: str) -> None:

@@ -26,9 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, MediaError, UnknownLabel, UnknownRecord, UnsupportedMedia
-from ..media.checks import _check_head, _check_path
+from ..media.checks import _check_path
 from ..media.video import (
     ClipSpec,
+    check_container_file,
     check_file_size,
     read_checked_file,
     spec_from_record,
@@ -346,9 +347,7 @@ def _stage_source(store, source, spec: ClipSpec) -> tuple[StagedMedia, str, str]
         raise UnsupportedMedia(f"a clip source must be a path or bytes, got {type(source).__name__}")
     path = _check_path(source)
     name = os.fspath(source)
-    check_file_size(path.stat().st_size, spec, repr(name))
-    with open(path, "rb") as fh:  # refuse what is not a video before copying anything
-        _check_head(fh.read(512), repr(name), path.suffix)
+    check_container_file(path, spec, name=repr(name), suffix=path.suffix)  # refuse before copying anything
     return store.stage_media(path, max_bytes=spec.max_file_bytes, name=repr(name)), name, path.suffix
 
 
