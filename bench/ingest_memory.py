@@ -110,8 +110,9 @@ def main() -> None:
             "1 GiB padded mp4 (free box)": (padded(normal, root / "padded.mp4", 1 << 30), "score"),
             "10 GiB file (mp4 head, sparse)": (sparse(normal, root / "huge.mp4", 10 << 30), "score"),
         }
+        env = dict(os.environ, PYTHONPATH=str(args.code))
         check = subprocess.run([sys.executable, "-c", "import dlabel_lab; print(dlabel_lab.__file__)"],
-                               capture_output=True, text=True, cwd=root, env=dict(os.environ, PYTHONPATH=str(args.code)))
+                               capture_output=True, text=True, cwd=root, env=env)
         print(f"code: {check.stdout.strip()}")
         print(f"{'case':<52}{'peak RSS MiB':>13}{'seconds':>9}  outcome")
         for i, (name, (clip, mode)) in enumerate(cases.items()):

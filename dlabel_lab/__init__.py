@@ -75,6 +75,7 @@ _EXPORTS = {
     'train_initial': '.loop',
     'train_model': '.loop',
     # media.samples
+    'check_manifest': '.media.samples',
     'Drift': '.media.samples',
     'load_digit_clips': '.media.samples',
     'make_shape_clips': '.media.samples',
@@ -166,6 +167,7 @@ __all__ = [
     "attribution_cost_benchmark",
     "attribution_geometry",
     "build_backbone",
+    "check_manifest",
     "class_weight_tensor",
     "clip_stats",
     "compare",

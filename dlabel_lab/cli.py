@@ -6,6 +6,7 @@ Example:
     $ dlabel-lab retrain runs/demo --loop 2
     $ dlabel-lab versions runs/demo --lineage shapes-v3
     $ dlabel-lab export runs/demo runs/parquet
+    $ dlabel-lab verify runs/demo
     $ dlabel-lab samples data
     $ dlabel-lab read data/shapes/train
 """
@@ -46,21 +47,113 @@ def _cmd_read(args) -> int:
 
 
 def _cmd_ingest(args) -> int:
-    from .media.samples import read_manifest
+    from .errors import ConfigError
+    from .media.samples import check_manifest, read_manifest
+
+    # Everything checkable without the store comes first: PayloadStore(path) creates its folder.
+    rows, skipped = check_manifest(args.manifest, root=args.root, line_numbers=True)
+    if skipped and not args.skip_bad:
+        read_manifest(args.manifest, root=args.root)  # raises the typed error of the first bad row
+    manifest = Path(args.manifest)
+    manifest = manifest / "labels.csv" if manifest.is_dir() else manifest
+    total = len(rows) + len(skipped)
+    if not rows:
+        _print_skipped(manifest, skipped)
+        raise ConfigError(f"no row of {manifest} can be ingested ({len(skipped)} bad rows, listed above); "
+                          "fix the manifest")
+    if not (Path(args.store).expanduser() / "store.duckdb").is_file():
+        raise ConfigError(f"{args.store} is not a payload store (no store.duckdb in it); create one first by "
+                          f"training a model into it or with `dlabel-lab demo --store {args.store}`")
+
     from .serving.endpoints import deploy_version
     from .store.payload_store import PayloadStore
 
-    rows = read_manifest(args.manifest)
     with PayloadStore(args.store) as store:
         version = args.version or _newest(store)
-        results = deploy_version(store, version).score_many(
-            [r["path"] for r in rows], None if args.no_labels else [r["label"] for r in rows],
-            on_error="skip" if args.skip_bad else "raise", progress=not args.no_progress)
-        right = sum(bool(r.correct) for r in results)
-        labelled = sum(r.correct is not None for r in results)
-        print(f"scored {len(results)} of {len(rows)} clips with {version}"
-              + (f"; {right} of {labelled} agree with their user scores" if labelled else ""))
+        ingest = deploy_version(store, version)
+        params = {"manifest": str(manifest.resolve()), "model_version": version, "rows": total,
+                  "skip_bad": bool(args.skip_bad), "labels": not args.no_labels}
+        run_id = store.start_run("ingest", params, model_version=version)
+        try:
+            results = _ingest_rows(ingest, rows, manifest, skipped, args)
+        except BaseException as error:
+            store.finish_run(run_id, status="failed", error=error, result=_ingest_result([], skipped))
+            raise
+        finally:
+            _print_skipped(manifest, skipped)
+        store.finish_run(run_id, result=_ingest_result(results, skipped))
+    right = sum(bool(r.correct) for r in results)
+    labelled = sum(r.correct is not None for r in results)
+    print(f"scored {len(results)} of {total} clips with {version}"
+          + (f"; {right} of {labelled} agree with their user scores" if labelled else "")
+          + (f"; {len(skipped)} rows skipped" if skipped else ""))
     return 0
+
+
+def _print_skipped(manifest: Path, skipped: list[dict]) -> None:
+    for problem in sorted(skipped, key=lambda p: p["row"]):
+        print(f"skipped {manifest} line {problem['row']}: {problem['path']}: {problem['reason']}")
+
+
+def _ingest_rows(ingest, rows: list[dict], manifest: Path, skipped: list[dict], args) -> list:
+    """Score manifest rows batch by batch; a failing batch is retried clip by clip to name the bad row.
+
+    Bad rows are appended to ``skipped`` with ``--skip-bad``; without it the first
+    one raises its own error type, its message naming the manifest and the line.
+    """
+    from tqdm.auto import tqdm
+
+    from .errors import MediaError, UnknownLabel
+
+    def bad(row: dict, reason: str, error: Exception) -> None:
+        if not args.skip_bad:
+            message = f"{manifest} line {row['row']}: {reason}"
+            try:
+                typed = type(error)(message)
+            except TypeError:  # an error type with a constructor of its own
+                typed = MediaError(message)
+            raise typed from None
+        skipped.append({"row": row["row"], "path": row["given"], "reason": reason})
+
+    def score(chunk: list[dict]) -> list:
+        labels = None if args.no_labels else [r["label"] for r in chunk]
+        return ingest.score_many([r["path"] for r in chunk], labels, batch_size=len(chunk), on_error="raise",
+                                 progress=False)
+
+    base = manifest.parent
+    for r in rows:
+        path = Path(r["path"])
+        r["given"] = str(path.relative_to(base.resolve())) if path.is_relative_to(base.resolve()) else r["path"]
+    good = []
+    for r in rows:
+        if not args.no_labels and r["label"] not in ingest.classes:
+            bad(r, f"label {r['label']!r} is not one of the model's classes {ingest.classes}",
+                UnknownLabel(r["label"]))
+        else:
+            good.append(r)
+    results: list = []
+    size = max(1, int(ingest.model_endpoint.batch_size))
+    with tqdm(total=len(good), unit="clip", desc=f"ingesting with {ingest.model_version}",
+              disable=args.no_progress) as bar:
+        for start in range(0, len(good), size):
+            chunk = good[start : start + size]
+            try:
+                results.extend(score(chunk))  # a failing batch logs nothing
+            except MediaError:
+                for r in chunk:
+                    try:
+                        results.extend(score([r]))
+                    except MediaError as error:
+                        bad(r, f"clip {r['path']}: {type(error).__name__}: {error}", error)
+            bar.update(len(chunk))
+    skipped.sort(key=lambda p: p["row"])
+    return results
+
+
+def _ingest_result(results: list, skipped: list[dict], limit: int = 1000) -> dict:
+    failed = [{"scoring_id": r.scoring_id, "error": r.error} for r in results if not r.ok]
+    return {"scored": len(results), "model_failed": failed[:limit], "skipped": skipped[:limit],
+            "skipped_total": len(skipped)}
 
 
 def _cmd_retrain(args) -> int:
@@ -110,6 +203,26 @@ def _cmd_versions(args) -> int:
     return 0
 
 
+def _cmd_verify(args) -> int:
+    from .errors import SchemaVersionError, StoreCorrupt, StoreError
+    from .store.payload_store import PayloadStore
+
+    if not Path(args.store, "store.duckdb").is_file():  # never create a store just to verify it
+        raise StoreError(f"there is no payload store at {args.store} (no store.duckdb). Check the path.")
+    try:  # writable, to record the results (matched().media_ok)
+        store = PayloadStore(args.store)
+    except (StoreCorrupt, SchemaVersionError):
+        raise
+    except StoreError as error:  # readers hold it (StoreLocked), or the folder is read-only: report only
+        print(f"note: cannot open the store for writing ({type(error).__name__}); verifying read-only, "
+              "results not recorded", file=sys.stderr)
+        store = PayloadStore(args.store, read_only=True)
+    with store:
+        report = store.verify()
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
 def _newest(store) -> str:
     from .errors import ConfigError
 
@@ -152,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("manifest")
     i.add_argument("--version", help="model version to serve (default: the newest)")
     i.add_argument("--no-labels", action="store_true", help="do not forward the manifest labels as user scores")
-    i.add_argument("--skip-bad", action="store_true", help="skip unreadable clips instead of stopping")
+    i.add_argument("--skip-bad", action="store_true",
+                   help="skip bad manifest rows and unreadable clips (each is printed and logged) instead of stopping")
+    i.add_argument("--root", help="folder the manifest's clip paths must stay inside (default: the manifest's folder)")
     i.add_argument("--no-progress", action="store_true")
     i.set_defaults(func=_cmd_ingest)
     t = sub.add_parser("retrain", help="retrain the newest (or a given) version on the store's labelled clips")
@@ -172,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("store")
     v.add_argument("--lineage", metavar="VERSION")
     v.set_defaults(func=_cmd_versions)
+    c = sub.add_parser("verify", help="re-hash media files and checkpoints; exit 1 when any is missing or altered")
+    c.add_argument("store")
+    c.set_defaults(func=_cmd_verify)
     from .demo import add_demo_parser
 
     add_demo_parser(sub, whole_number=whole_number)

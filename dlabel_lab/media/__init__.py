@@ -15,15 +15,18 @@ _EXPORTS = {
     "tensor_digest": ".video",
     "clip_stats": ".video",
     "sniff_container": ".video",
+    "check_file_size": ".video",
+    "check_container_file": ".video",
     "Drift": ".samples",
     "FACTORS": ".samples",
     "make_shape_clips": ".samples",
     "load_digit_clips": ".samples",
     "read_manifest": ".samples",
+    "check_manifest": ".samples",
     "write_sample_data": ".samples",
 }
 
-_SUBMODULES = ("video", "samples")
+_SUBMODULES = ("video", "samples", "checks")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

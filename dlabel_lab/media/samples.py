@@ -383,25 +383,30 @@ def check_manifest(
     *,
     root: str | os.PathLike | None = None,
     max_bytes: int = MAX_MANIFEST_BYTES,
+    line_numbers: bool = False,
 ) -> tuple[list[dict], list[dict]]:
     """Read a manifest keeping the good rows and listing the bad ones: ``(rows, problems)``.
 
-    ``rows`` is what ``read_manifest(..., skip_bad=True)`` returns; each
+    ``rows`` is what ``read_manifest(..., skip_bad=True)`` returns (with
+    ``line_numbers=True`` each row also has ``"row"``, its line number); each
     problem is ``{"row": line, "path": text as written, "reason": str}``
-    with ``row`` the 1-based line number in the file (the header is line 1).
-    Problems with the file as a whole (missing, too large, not UTF-8, empty,
-    no header) raise as in :func:`read_manifest`.
+    with ``row`` the 1-based line number in the file (the header is line 1)
+    where the record starts. Problems with the file as a whole (missing, too
+    large, not UTF-8, empty, no header) raise as in :func:`read_manifest`;
+    ``rows`` may be empty when every row is bad.
 
     Example:
         >>> rows, problems = check_manifest("clips/labels.csv")  # doctest: +SKIP
         >>> problems  # doctest: +SKIP
         [{'row': 3, 'path': '../x.mp4', 'reason': "path '../x.mp4' resolves outside ..."}]
     """
-    rows, problems = _scan_manifest(manifest, root=root, max_bytes=max_bytes, stop_at_first=False)
+    rows, problems = _scan_manifest(manifest, root=root, max_bytes=max_bytes, stop_at_first=False,
+                                    line_numbers=line_numbers)
     return rows, [{k: p[k] for k in ("row", "path", "reason")} for p in problems]
 
 
-def _scan_manifest(manifest, *, root, max_bytes: int, stop_at_first: bool) -> tuple[list[dict], list[dict]]:
+def _scan_manifest(manifest, *, root, max_bytes: int, stop_at_first: bool,
+                   line_numbers: bool = False) -> tuple[list[dict], list[dict]]:
     path = _manifest_file(manifest)
     base = _allowed_root(path, root)
     text = _manifest_text(path, max_bytes)
@@ -433,6 +438,8 @@ def _scan_manifest(manifest, *, root, max_bytes: int, stop_at_first: bool) -> tu
             if stop_at_first:
                 break
             continue
+        if line_numbers:
+            item["row"] = line
         rows.append(item)
     if header is None:
         raise ConfigError(f"{path} has no header and no rows; a manifest starts with the line "
@@ -446,7 +453,9 @@ def _manifest_file(manifest) -> Path:
     if not isinstance(manifest, (str, os.PathLike)):
         raise ConfigError(f"a manifest must be a path, got {type(manifest).__name__}")
     text = os.fspath(manifest)
-    if "\x00" in str(text):
+    if not isinstance(text, str):
+        raise ConfigError(f"a manifest path must be text, got {type(text).__name__}")
+    if "\x00" in text:
         raise ConfigError(f"the manifest path {text!r} contains a NUL character")
     p = Path(text).expanduser()
     try:

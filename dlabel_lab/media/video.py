@@ -40,6 +40,9 @@ from .checks import (  # noqa: F401 - container_problem and sniff_container are 
 )
 
 __all__ = [
+    "check_container_file",
+    "check_file_size",
+    "read_checked_file",
     "ClipSpec",
     "Clip",
     "ClipStats",

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import pickle
 import re
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +49,9 @@ MAX_CHECKPOINT_BYTES = 8 * 2**30
 MAX_HEADER_BYTES = 32 * 2**20
 #: Deepest JSON nesting accepted in a header or its metadata (checked before ``json.loads``).
 MAX_JSON_DEPTH = 64
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_MAX_HEADER = MAX_HEADER_BYTES
+# a JSON string, or an unterminated one running to the end: linear, never backtracking across quotes
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 def is_url(text: str) -> bool:
@@ -108,23 +108,40 @@ def write_checkpoint(path: str | os.PathLike, state_dict: Mapping[str, torch.Ten
     return hashlib.sha256(data).hexdigest()
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+def read_checkpoint(
+    path: str | os.PathLike,
+    *,
+    max_bytes: int = MAX_CHECKPOINT_BYTES,
+    validate: Callable[[dict], None] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a checkpoint: ``(state_dict, metadata)``.
 
     Accepts safetensors files written by :func:`write_checkpoint`, and
     weights-only torch files holding ``{"state_dict": ..., "metadata": ...}``.
+    The file size (``max_bytes``, checked with ``stat``), the safetensors
+    header length (:data:`MAX_HEADER_BYTES`, from its 8-byte prefix) and the
+    JSON nesting (:data:`MAX_JSON_DEPTH`) are checked before anything is read
+    in full or parsed. ``validate(metadata)``, when given, runs on the
+    metadata before the tensors of a safetensors file are read (it raises to
+    refuse the file).
 
     Raises:
-        CheckpointError: A URL, a missing file, a pickle or any other file
-            that is not such a checkpoint, or missing metadata.
+        CheckpointError: A URL, a missing file, a file over a limit, a pickle
+            or any other file that is not such a checkpoint, or missing metadata.
 
     Example:
         >>> state, meta = read_checkpoint("model.safetensors")  # doctest: +SKIP
     """
-    p = _check_local(path)
-    if _looks_like_safetensors(p):
-        data = p.read_bytes()
-        meta = _safetensors_metadata(data[: 8 + int.from_bytes(data[:8], "little")], p)
+    p = _check_local(path, max_bytes)
+    n = _safetensors_header_length(p)
+    if n is not None:
+        meta = _safetensors_metadata(_read_header(p, n), p)
+        if validate is not None:
+            validate(meta)
+        with open(p, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise CheckpointError(_too_large(p, len(data), max_bytes))
         try:
             state = safetensors.torch.load(data)
         except Exception as e:
@@ -137,32 +154,36 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         obj = {"state_dict": obj}  # a plain state dict: refused below for its missing metadata
     meta = obj.get("metadata")
     if isinstance(meta, str):
-        meta = json.loads(meta)
+        _check_depth(meta.encode("utf-8", "replace"), p, "dlabel_lab metadata")
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            meta = None
     if not isinstance(meta, Mapping):
         raise CheckpointError(
             f"{p} holds a state dict without dlabel_lab metadata (classes, spec, backbone); save the model with "
             "model.save_checkpoint('model.safetensors') instead"
         )
+    if validate is not None:
+        validate(dict(meta))
     return _as_tensors(obj["state_dict"], p), dict(meta)
 
 
-def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
+def read_checkpoint_metadata(path: str | os.PathLike, *, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict:
     """The JSON metadata of a safetensors checkpoint, reading only its header.
 
     Example:
         >>> read_checkpoint_metadata("model.safetensors")["classes"]  # doctest: +SKIP
         ['circle', 'square']
     """
-    p = _check_local(path)
-    if not _looks_like_safetensors(p):
-        return read_checkpoint(p)[1]
-    with open(p, "rb") as fh:
-        n = int.from_bytes(fh.read(8), "little")
-        header = fh.read(n)
-    return _safetensors_metadata(n.to_bytes(8, "little") + header, p)
+    p = _check_local(path, max_bytes)
+    n = _safetensors_header_length(p)
+    if n is None:
+        return read_checkpoint(p, max_bytes=max_bytes)[1]
+    return _safetensors_metadata(_read_header(p, n), p)
 
 
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_state_dict_file(path: str | os.PathLike, *, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict[str, torch.Tensor]:
     """Load a plain state dict from ``.safetensors`` or a weights-only ``.pth``/``.pt`` file.
 
     A ``{"state_dict": ...}`` wrapper and a DDP ``module.`` prefix are unwrapped.
@@ -174,8 +195,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Example:
         >>> sd = load_state_dict_file("r3d_18-b3b3357e.pth")  # doctest: +SKIP
     """
-    p = _check_local(path)
-    if _looks_like_safetensors(p):
+    p = _check_local(path, max_bytes)
+    if _safetensors_header_length(p) is not None:
         try:
             return safetensors.torch.load(p.read_bytes())
         except Exception as e:
@@ -192,7 +213,21 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 # --- helpers ------------------------------------------------------------------------
-def _check_local(path) -> Path:
+def _limit_text(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
+
+
+def _too_large(p: Path, size: int, max_bytes: int) -> str:
+    return (
+        f"checkpoint {str(p)!r} is {size} bytes, more than the {_limit_text(max_bytes)} limit; if you trust this "
+        f"file, pass max_bytes={size} (read_checkpoint / ClipClassifier.load_checkpoint)"
+    )
+
+
+def _check_local(path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise CheckpointError(f"a checkpoint path must be a str or path, got {type(path).__name__}")
     text = os.fspath(path)
@@ -206,22 +241,70 @@ def _check_local(path) -> Path:
         raise CheckpointError(f"checkpoint {text!r} does not exist; check the path (relative to {os.getcwd()})")
     if not p.is_file():
         raise CheckpointError(f"checkpoint {text!r} is not a regular file; pass the .safetensors file itself")
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
+        raise ConfigError(f"max_bytes must be a positive int, got {max_bytes!r}")
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise CheckpointError(_too_large(p, size, max_bytes))
     return p
 
 
-def _looks_like_safetensors(p: Path) -> bool:
+def _safetensors_header_length(p: Path) -> int | None:
+    """The header length of a safetensors file, ``None`` for other files; refuses an impossible prefix."""
     with open(p, "rb") as fh:
         head = fh.read(9)
-    if len(head) < 9:
-        return False
+    if len(head) < 9 or head[8:9] != b"{":
+        return None
     n = int.from_bytes(head[:8], "little")
-    return 2 <= n <= min(_MAX_HEADER, p.stat().st_size - 8) and head[8:9] == b"{"
+    size = p.stat().st_size
+    if n < 2:
+        return None
+    if n > size - 8:
+        raise CheckpointError(
+            f"{p} claims a safetensors header of {n} bytes, larger than the file ({size} bytes); it is truncated "
+            "or not a safetensors file. Write it again."
+        )
+    if n > MAX_HEADER_BYTES:
+        raise CheckpointError(
+            f"{p} has a safetensors header of {n} bytes, more than the {_limit_text(MAX_HEADER_BYTES)} limit on "
+            "its tensor table and metadata (dlabel_lab.models.checkpoint.MAX_HEADER_BYTES); a model with that "
+            "much metadata (class names) is not supported. Re-save it with fewer or shorter class names."
+        )
+    return n
+
+
+def _read_header(p: Path, n: int) -> bytes:
+    with open(p, "rb") as fh:
+        fh.seek(8)
+        header = fh.read(n)
+    if len(header) != n:
+        raise CheckpointError(f"{p} ended inside its safetensors header; it is truncated. Write it again.")
+    return header
+
+
+def _check_depth(text: bytes, p: Path, where: str) -> None:
+    """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH`, scanning brackets outside strings (no parsing)."""
+    brackets = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for start in range(0, len(brackets), 1 << 20):
+        chunk = np.frombuffer(brackets, np.uint8, count=min(1 << 20, len(brackets) - start), offset=start)
+        levels = np.cumsum(np.where((chunk == ord("[")) | (chunk == ord("{")), 1, -1), dtype=np.int64) + depth
+        if levels.max() > MAX_JSON_DEPTH:
+            raise CheckpointError(
+                f"{p} has JSON nested deeper than {MAX_JSON_DEPTH} levels in its {where} "
+                "(dlabel_lab.models.checkpoint.MAX_JSON_DEPTH); dlabel_lab metadata needs a few levels, so the file "
+                "is damaged or crafted. Save the model again with model.save_checkpoint()."
+            )
+        depth = int(levels[-1])
 
 
 def _safetensors_metadata(header_bytes: bytes, p: Path) -> dict:
+    _check_depth(header_bytes, p, "safetensors header")
     try:
-        header = json.loads(header_bytes[8:].decode("utf-8"))
-        meta = json.loads((header.get("__metadata__") or {})[METADATA_KEY])
+        header = json.loads(header_bytes.decode("utf-8"))
+        text = (header.get("__metadata__") or {})[METADATA_KEY]
+        _check_depth(text.encode("utf-8"), p, "dlabel_lab metadata")
+        meta = json.loads(text)
     except (ValueError, KeyError, TypeError, AttributeError):
         raise CheckpointError(
             f"{p} is a safetensors file without dlabel_lab metadata; it holds weights only. Pass it as "

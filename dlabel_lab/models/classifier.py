@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -22,12 +23,19 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, UnknownLabel
 from ..media.video import ClipSpec
 from .backbones import BACKBONES, backbone_spec, build_backbone, pretrained_spec, weights_member
-from .checkpoint import file_sha256, read_checkpoint, state_dict_mismatch, write_checkpoint
+from .checkpoint import MAX_CHECKPOINT_BYTES, file_sha256, read_checkpoint, state_dict_mismatch, write_checkpoint
 
 __all__ = ["ClipClassifier", "build_backbone", "file_sha256", "BACKBONES"]
 
 CHECKPOINT_FORMAT = "dlabel_lab.ClipClassifier"
 CHECKPOINT_VERSION = 1
+#: Bounds on checkpoint metadata, checked before a model is built from it.
+MAX_CLASSES = 100_000
+MAX_CLASS_NAME_CHARS = 1024
+MAX_EMBED_DIM = 65536
+MAX_SPEC_FRAMES = 4096
+MAX_SPEC_SIDE = 8192
+_HPARAM_KEYS = ("lr", "weight_decay", "class_weights", "embed_dim", "dropout")
 
 
 class ClipClassifier(pl.LightningModule):
@@ -206,11 +214,15 @@ class ClipClassifier(pl.LightningModule):
         return write_checkpoint(path, self.state_dict(), self.checkpoint_metadata())
 
     @classmethod
-    def load_checkpoint(cls, path: str | os.PathLike) -> ClipClassifier:
+    def load_checkpoint(cls, path: str | os.PathLike, *, max_bytes: int = MAX_CHECKPOINT_BYTES) -> ClipClassifier:
         """Load a checkpoint written by :meth:`save_checkpoint`, in eval mode.
 
-        Refuses URLs, missing files, pickles and checkpoints whose tensors do
-        not match the architecture its metadata describes.
+        Refuses URLs, missing files, files over ``max_bytes`` (default 8 GiB),
+        pickles, metadata out of bounds (more than :data:`MAX_CLASSES` class
+        names, ``embed_dim`` over :data:`MAX_EMBED_DIM`, ...; checked before
+        the tensors are read) and checkpoints whose tensors do not match the
+        architecture its metadata describes (checked on a ``meta``-device
+        skeleton, so nothing is allocated for a mismatching model).
 
         Raises:
             CheckpointError: The file cannot be loaded safely or does not match.
@@ -218,31 +230,113 @@ class ClipClassifier(pl.LightningModule):
         Example:
             >>> model = ClipClassifier.load_checkpoint("runs/model.safetensors")  # doctest: +SKIP
         """
-        state, meta = read_checkpoint(path)
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} is not a ClipClassifier checkpoint (format {meta.get('format')!r})")
-        if meta.get("format_version") != CHECKPOINT_VERSION:
-            raise CheckpointError(
-                f"{path} has checkpoint format version {meta.get('format_version')!r}; this dlabel_lab reads version "
-                f"{CHECKPOINT_VERSION}. Upgrade dlabel_lab or re-save the model."
-            )
+        state, meta = read_checkpoint(path, max_bytes=max_bytes, validate=lambda m: _check_metadata(m, path))
+        kwargs = {"classes": meta["classes"], "backbone": meta["backbone"], "spec": meta["spec"],
+                  **dict(meta.get("hparams") or {})}
         try:
-            hp = dict(meta.get("hparams") or {})
-            model = cls(classes=meta["classes"], backbone=meta["backbone"], spec=meta["spec"], **hp)
-        except (KeyError, TypeError, ConfigError) as e:
+            with torch.device("meta"):  # shapes only: nothing is allocated
+                skeleton = cls(**kwargs)
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
             raise CheckpointError(f"{path} has unusable metadata ({e}); save the model again") from None
-        mismatch = state_dict_mismatch(model, state)
+        mismatch = state_dict_mismatch(skeleton, state)
         if mismatch:
             raise CheckpointError(
-                f"{path} does not match a {meta['backbone']} ClipClassifier with {len(model.classes)} classes: "
+                f"{path} does not match a {meta['backbone']} ClipClassifier with {len(skeleton.classes)} classes: "
                 f"{mismatch}"
             )
+        del skeleton
+        model = cls(**kwargs)
         model.load_state_dict(state, strict=True)
         model.weights_source = meta.get("weights_source")
         return model.eval()
 
 
 # --- helpers ----------------------------------------------------------------------------
+def _check_metadata(meta, path) -> None:
+    """Refuse checkpoint metadata that is not a ClipClassifier's or is out of bounds, naming the field."""
+
+    def bad(reason: str) -> CheckpointError:
+        return CheckpointError(
+            f"{path} has unusable metadata: {reason}. Re-save the model with model.save_checkpoint(); a file "
+            "from elsewhere may be damaged or crafted."
+        )
+
+    if not isinstance(meta, Mapping):
+        raise bad(f"it must be a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a ClipClassifier checkpoint (format {meta.get('format')!r})")
+    if meta.get("format_version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {meta.get('format_version')!r}; this dlabel_lab reads version "
+            f"{CHECKPOINT_VERSION}. Upgrade dlabel_lab or re-save the model."
+        )
+    classes = meta.get("classes")
+    if not isinstance(classes, list):
+        raise bad(f"classes must be a list of names, got {type(classes).__name__}")
+    if len(classes) > MAX_CLASSES:
+        raise bad(f"classes has {len(classes)} names; the limit is {MAX_CLASSES}")
+    for i, name in enumerate(classes):
+        if not isinstance(name, str):
+            raise bad(f"classes[{i}] is not a string ({type(name).__name__})")
+        if len(name) > MAX_CLASS_NAME_CHARS:
+            raise bad(f"classes[{i}] is {len(name)} characters long; the limit is {MAX_CLASS_NAME_CHARS}")
+    if not isinstance(meta.get("backbone"), str) or meta["backbone"] not in BACKBONES:
+        raise bad(f"backbone {meta.get('backbone')!r} is not one of {', '.join(BACKBONES)}")
+    hp = meta.get("hparams")
+    hp = {} if hp is None else hp
+    if not isinstance(hp, Mapping):
+        raise bad(f"hparams must be a JSON object, got {type(hp).__name__}")
+    unknown = sorted(set(hp) - set(_HPARAM_KEYS))
+    if unknown:
+        raise bad(f"hparams has unknown keys {unknown[:5]}; known: {', '.join(_HPARAM_KEYS)}")
+
+    def number(field: str, value, low: float, high: float = math.inf, *, integer: bool = False,
+               low_open: bool = False, high_open: bool = False) -> None:
+        if integer and (not isinstance(value, int) or isinstance(value, bool)):
+            raise bad(f"{field} {value!r} is not an int")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise bad(f"{field} {value!r} is not a number")
+        if not math.isfinite(value):
+            raise bad(f"{field} {value!r} is not a finite number")
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (above and below):
+            interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open or high == math.inf else ']'}"
+            raise bad(f"{field} {value!r} is outside {interval}")
+
+    if "embed_dim" in hp:
+        number("hparams.embed_dim", hp["embed_dim"], 1, MAX_EMBED_DIM, integer=True)
+    if "lr" in hp:
+        number("hparams.lr", hp["lr"], 0, low_open=True)
+    if "weight_decay" in hp:
+        number("hparams.weight_decay", hp["weight_decay"], 0)
+    if "dropout" in hp:
+        number("hparams.dropout", hp["dropout"], 0, 1, high_open=True)
+    cw = hp.get("class_weights")
+    if cw is not None:
+        if not isinstance(cw, list):
+            raise bad(f"hparams.class_weights must be a list or null, got {type(cw).__name__}")
+        if len(cw) != len(classes):
+            raise bad(f"hparams.class_weights has {len(cw)} values for {len(classes)} classes")
+        for i, w in enumerate(cw):
+            number(f"hparams.class_weights[{i}]", w, 0)
+    spec = meta.get("spec")
+    if not isinstance(spec, Mapping):
+        raise bad(f"spec must be a JSON object, got {type(spec).__name__}")
+    if spec.get("frames") is not None:
+        number("spec.frames", spec["frames"], 1, MAX_SPEC_FRAMES, integer=True)
+    size = spec.get("size")
+    sides = [size] if not isinstance(size, list) else size
+    if size is not None:
+        if len(sides) not in (1, 2) or any(not isinstance(v, int) or isinstance(v, bool) for v in sides):
+            raise bad(f"spec.size {size!r} must be an int or [height, width]")
+        if any(not 1 <= v <= MAX_SPEC_SIDE for v in sides):
+            raise bad(f"spec.size {size!r} is outside [1, {MAX_SPEC_SIDE}]")
+    indices = spec.get("indices")
+    if indices is not None and (not isinstance(indices, list) or len(indices) > MAX_SPEC_FRAMES):
+        raise bad(f"spec.indices must be a list of at most {MAX_SPEC_FRAMES} frame numbers")
+
+
 def _check_classes(num_classes, classes) -> list[str]:
     if classes is None:
         if num_classes is None:

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import ConfigError, UnknownLabel
+from ..errors import ConfigError, MediaError, UnknownLabel
 from ..media.video import ClipSpec, read_clip, to_tensor
 
 __all__ = ["ClipDataset", "StoreDataModule", "split_ids", "labelled_rows", "lineage_training_rows"]
@@ -47,7 +47,7 @@ def lineage_training_rows(store, model_version: str, *, limit: int | None = None
         if manifest:
             try:
                 rows = read_manifest(manifest)
-            except ConfigError:
+            except (ConfigError, MediaError):  # the manifest is gone, changed or now refused
                 return []
             return rows[:limit] if limit is not None else rows
     return []

@@ -162,3 +162,10 @@ def test_duplicate_columns_and_all_bad_rows_are_config_errors(tmp_path):
     with pytest.raises(dl.ConfigError, match=r"no good clip rows: .*line 2: has an empty path \(and 1 more"):
         read_manifest(m, skip_bad=True)
     assert [p["row"] for p in check_manifest(m)[1]] == [2, 3]
+
+
+def test_check_manifest_can_number_the_good_rows(tmp_path):
+    m = _write(tmp_path, HEADER + GOOD + "\n" + "b.mp4,x,,,,,\n" + "c.mp4,square,,,,,\n")
+    rows, problems = check_manifest(m, line_numbers=True)
+    assert [(r["row"], r["label"]) for r in rows] == [(2, "circle"), (4, "x"), (5, "square")] and problems == []
+    assert "row" not in read_manifest(m)[0]
