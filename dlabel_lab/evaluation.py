@@ -125,13 +125,12 @@ class Evaluation:
         )
 
     def table(self) -> pd.DataFrame:
-        """Summary: one ``value`` per metric (n, accuracy, macro_f1, ece, conflicting_labels, ``recall[<class>]``)."""
+        """Summary: one ``value`` per metric (n, accuracy, macro_f1, ece, ``recall[<class>]``)."""
         rows = {
             "n": float(self.n),
             "accuracy": self.accuracy,
             "macro_f1": self.macro_f1,
             "ece": math.nan if self.ece is None else self.ece,
-            "conflicting_labels": float(len(self.conflicts)),
         }
         rows.update({f"recall[{c}]": float(r) for c, r in self.per_class["recall"].items()})
         return pd.DataFrame({"value": pd.Series(rows, dtype=float)}).rename_axis("metric")
