@@ -17,10 +17,12 @@ import os
 import time
 from pathlib import Path
 
+from ..errors import CheckpointError
 from ..media.video import ClipSpec
+from .checkpoint import file_sha256
 from .classifier import ClipClassifier
 
-__all__ = ["register_version", "load_version"]
+__all__ = ["register_version", "load_version", "verify_checkpoint"]
 
 
 def register_version(store, model: ClipClassifier, *, name: str, parent: str | None = None,
@@ -48,10 +50,52 @@ def register_version(store, model: ClipClassifier, *, name: str, parent: str | N
     return version, str(final)
 
 
+def verify_checkpoint(store, model_version: str, info: dict | None = None) -> Path:
+    """The checkpoint file of a registered version, after checking its sha256 against the recorded one.
+
+    The file is hashed in 1 MiB blocks. ``info`` is ``store.get_model(model_version)``
+    when the caller has it already.
+
+    Raises:
+        CheckpointError: The file is missing or its sha256 differs from the
+            one recorded at registration (it was overwritten or damaged).
+
+    Example:
+        >>> verify_checkpoint(store, "shapes-v1").suffix  # doctest: +SKIP
+        '.safetensors'
+    """
+    info = info if info is not None else store.get_model(model_version)
+    path = Path(info["checkpoint_path"])
+    expected = str(info["checkpoint_sha256"])
+    recover = (f"Restore the file registered for {model_version} (from a backup, or the store folder it was copied "
+               f"from), or re-register the model (register_version) and use the new version.")
+    try:
+        found = file_sha256(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"the checkpoint {path} of model version {model_version} is missing "
+                              f"(recorded sha256 {expected}). {recover}") from None
+    except OSError as error:
+        raise CheckpointError(f"the checkpoint {path} of model version {model_version} cannot be read: "
+                              f"{error}. {recover}") from None
+    if found != expected:
+        raise CheckpointError(
+            f"the checkpoint {path} of model version {model_version} does not match its registration: sha256 "
+            f"{found} on disk, {expected} recorded. The file was overwritten or damaged; it is not loaded. {recover}"
+        )
+    return path
+
+
 def load_version(store, model_version: str) -> ClipClassifier:
-    """Load a registered model version from its checkpoint (safetensors only)."""
+    """Load a registered model version from its checkpoint (safetensors only), checked against its sha256.
+
+    Raises:
+        CheckpointError: The checkpoint is missing, or its sha256 differs from
+            the one recorded when the version was registered.
+        UnknownRecord: The version is not registered.
+    """
     info = store.get_model(model_version)
-    model = ClipClassifier.load_checkpoint(info["checkpoint_path"])
+    path = verify_checkpoint(store, model_version, info)
+    model = ClipClassifier.load_checkpoint(path)
     spec = info.get("spec")
     if spec:
         model.spec = ClipSpec.from_dict(json.loads(spec) if isinstance(spec, str) else spec)

@@ -9,9 +9,12 @@ _EXPORTS = {
     "PayloadStore": ".payload_store",
     "new_scoring_id": ".payload_store",
     "MATCHED_COLUMNS": ".payload_store",
+    "VerifyReport": ".payload_store",
+    "StagedMedia": ".staging",
 }
 
-_SUBMODULES = ("payload_store", "schema", "io", "events", "queries", "writes", "versions", "analysis")
+_SUBMODULES = ("payload_store", "schema", "io", "events", "queries", "writes", "versions", "analysis",
+               "staging")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

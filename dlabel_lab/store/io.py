@@ -19,7 +19,9 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
+import stat
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -35,10 +37,14 @@ __all__ = [
     "check_name",
     "check_scoring_id",
     "check_text",
+    "clean_temp_checkpoints",
     "clean_temp_media",
+    "refuse_symlink",
     "float_list",
     "media_extension",
     "new_scoring_id",
+    "publish_export",
+    "export_temp_dir",
     "utc_naive",
     "utc_now",
     "write_media",
@@ -299,6 +305,116 @@ def clean_temp_media(media_dir: Path) -> int:
     return removed
 
 
+# temp names of checkpoints written into <store>/models/: ".{name}-{pid}-{ns}.safetensors" (registry.py) and the
+# mkstemp name write_checkpoint gives its own temp file, ".{final name}.{random}.tmp"
+_TEMP_CHECKPOINT = re.compile(r"^\..*\.safetensors(\.[A-Za-z0-9_]+\.tmp)?$")
+
+
+def clean_temp_checkpoints(models_dir: Path) -> int:
+    """Remove the temp checkpoint files a killed writer left in ``models_dir``; the number removed.
+
+    Registered checkpoints are never hidden files (a model name starts with a
+    letter or digit), so every hidden ``*.safetensors`` (and the ``*.tmp`` of
+    a half-written one) is a leftover.
+
+    Example:
+        >>> clean_temp_checkpoints(Path("runs/store/models"))  # doctest: +SKIP
+        0
+    """
+    removed = 0
+    if not models_dir.is_dir() or models_dir.is_symlink():
+        return 0
+    for path in models_dir.iterdir():
+        if _TEMP_CHECKPOINT.match(path.name) and (path.is_file() or path.is_symlink()):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def refuse_symlink(path: Path, *, what: str) -> None:
+    """Raise :class:`StoreError` when ``path`` is a symbolic link (the store never follows links of its own files).
+
+    Example:
+        >>> refuse_symlink(Path("runs/store/store.duckdb"), what="database file")  # doctest: +SKIP
+    """
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        raise StoreError(
+            f"the store's {what} {path} is a symbolic link (to {target}); the payload store does not follow links "
+            f"of its own files. Remove the link (rm {path}) and open the store again"
+            + (" (a fresh lock file is created)." if what == "lock file" else "; put the real file there instead.")
+        )
+
+
+# --- atomic Parquet exports ----------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def export_temp_dir(out: Path) -> Path:
+    """A fresh hidden sibling folder of ``out`` to write an export into; stale ones of dead writers go first.
+
+    Example:
+        >>> export_temp_dir(Path("exports/matched")).name.startswith(".matched.export-")  # doctest: +SKIP
+        True
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{out.name}.export-"
+    for stale in out.parent.glob(f"{prefix}*"):
+        pid = stale.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.parent / f"{prefix}{os.getpid()}-{os.urandom(4).hex()}"
+    tmp.mkdir()
+    return tmp
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(folder))
+
+
+def publish_export(tmp: Path, out: Path) -> None:
+    """Move a finished export from ``tmp`` to ``out``: one rename when ``out`` is new, else partition by partition.
+
+    Into an existing ``out`` every ``key=value/key=value`` partition folder of
+    ``tmp`` replaces its namesake whole (the old one is moved into ``tmp``,
+    which the caller removes); other partitions and files of ``out`` stay.
+
+    Example:
+        >>> publish_export(Path("exports/.matched.export-1-ab"), Path("exports/matched"))  # doctest: +SKIP
+    """
+    _fsync_tree(tmp)
+    if not out.exists():
+        os.rename(tmp, out)
+        _fsync_dir(out.parent)
+        return
+    replaced = tmp / ".replaced"
+    replaced.mkdir()
+    for n, part in enumerate(sorted(p for p in tmp.glob("*=*/*=*") if p.is_dir())):
+        target = out / part.relative_to(tmp)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            os.rename(target, replaced / str(n))
+        os.rename(part, target)
+        _fsync_dir(target.parent)
+
+
 def sha256_file(path: Path) -> str:
     """The sha256 hex digest of a file, read in 1 MiB blocks.
 
@@ -335,14 +451,24 @@ class LockFile:
 
     def acquire(self, *, exclusive: bool, store_dir: Path) -> None:
         """Take the lock without waiting, or raise :class:`StoreLocked` naming the holder."""
+        refuse_symlink(self.path, what="lock file")
+        flags = (os.O_RDWR | os.O_CREAT | os.O_APPEND if exclusive else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            f = open(self.path, "a+" if exclusive else "r")  # noqa: SIM115 - held until release()
+            fd = os.open(self.path, flags, 0o644)
         except FileNotFoundError:
             if exclusive:
                 raise
-            f = None  # a read-only store copied without its lock file: nobody can hold it
+            fd = None  # a read-only store copied without its lock file: nobody can hold it
         except OSError as error:
+            if self.path.is_symlink():  # made a link between the check and the open
+                refuse_symlink(self.path, what="lock file")
             raise StoreError(f"cannot open the store's lock file {self.path}: {error}") from None
+        if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StoreError(
+                f"the store's lock file {self.path} is not a regular file; remove it and open the store again"
+            )
+        f = None if fd is None else open(fd, "a+" if exclusive else "r")  # noqa: SIM115 - held until release()
         if f is None:
             return
         try:
@@ -384,6 +510,18 @@ class LockFile:
         with contextlib.suppress(OSError):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
         f.close()
+
+    def abandon(self) -> None:
+        """Close this process's copy of the lock file without unlocking (in a forked child).
+
+        A forked child shares the parent's open lock file; ``flock(LOCK_UN)``
+        there would take the parent's lock away. Closing the child's
+        descriptor leaves the parent's lock in place.
+        """
+        f, self._file = self._file, None
+        if f is not None:
+            with contextlib.suppress(OSError, ValueError):
+                f.close()  # closes the descriptor; never calls flock
 
 
 def _locked_message(store_dir: Path, holder: Mapping[str, Any]) -> str:

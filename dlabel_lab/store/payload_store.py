@@ -9,6 +9,8 @@ parameters and the execution log live in the same file (see
 
 One process owns a writable store (an OS lock on ``<dir>/.lock``); threads of
 that process may log concurrently. Writes are idempotent on ``scoring_id``.
+A store object belongs to the process that opened it: a forked child that
+uses it, and pickling it (multiprocessing's spawn), raise :class:`StoreError`.
 
 Example:
     >>> import dlabel_lab as dl
@@ -21,7 +23,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import re
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -42,18 +47,35 @@ from .analysis import AnalysisMixin
 from .events import LoggingMixin
 from .queries import MATCHED_COLUMNS, matched_filters, matched_query, unmatched_query
 from .schema import SCHEMA_VERSION, current_version, migrate, newer_message
-from .versions import VersionsMixin
+from .versions import VerifyReport, VersionsMixin
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PayloadStore", "new_scoring_id", "MATCHED_COLUMNS"]
+__all__ = ["PayloadStore", "VerifyReport", "new_scoring_id", "MATCHED_COLUMNS"]
 
 new_scoring_id = io.new_scoring_id
 
 _CORRUPT_HINTS = ("corrupt", "checksum", "not a valid duckdb", "wal file", "write-ahead", "serializ", "malformed",
                   "internal error", "deserializ", "invalid block", "unexpected end", "could not read enough bytes")
 _LOCK_HINTS = ("could not set lock", "conflicting lock")
+_DISK_HINTS = ("no space left", "permission denied", "read-only file system", "disk quota")
+# DuckDB errors that, outside a statement's own mistakes, mean the file (or the open database) cannot be read
+_DAMAGE_ERRORS = (duckdb.IOException, duckdb.InternalException, duckdb.FatalException, duckdb.SerializationException)
+
+
+def _keep_forever(*objects: object) -> None:
+    """Leak ``objects`` on purpose: their destructors never run in this process.
+
+    A DuckDB connection inherited through ``fork()`` must not be closed or
+    destroyed in the child (its threads and buffers belong to the parent;
+    closing it there crashes or writes a half-state), so the child keeps an
+    extra reference that nothing ever drops.
+    """
+    for obj in objects:
+        if obj is not None:
+            with contextlib.suppress(Exception):
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
 class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
@@ -69,22 +91,31 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
             ``read_only``.
         read_only: Open for reading only; works while no writer holds the store.
 
+    A store object belongs to the process that opened it. Used from another
+    process (a ``fork()`` child, a multiprocessing worker), every method raises
+    :class:`StoreError` and nothing is written; ``close()`` and garbage
+    collection there let go of the inherited connection without touching it.
+    Pickling a store (what multiprocessing's spawn does with arguments)
+    raises :class:`StoreError` too. Open the store in the process that uses it.
+
     Raises:
         StoreLocked: Another process (or another open store object in this
             process) holds the store for writing, or readers hold it and this
             open wants to write.
         StoreCorrupt: ``store.duckdb`` or its write-ahead log is damaged.
+        StoreError: ``.lock`` or ``store.duckdb`` is a symbolic link (remove it).
         SchemaVersionError: The store was written by a newer dlabel_lab, or is
             older and ``read_only`` forbids migrating it.
 
     Example:
         >>> store = PayloadStore("runs/store")  # doctest: +SKIP
         >>> store.matched().df().shape  # doctest: +SKIP
-        (0, 26)
+        (0, 27)
         >>> store.close()  # doctest: +SKIP
     """
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self._pid = os.getpid()  # the process that owns this object (see _check_process)
         self.path = Path(path).expanduser().resolve()
         self.media_dir = self.path / "media"
         self.read_only = bool(read_only)
@@ -107,6 +138,8 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
             self.media_dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire(exclusive=not self.read_only, store_dir=self.path)
         try:
+            for name, what in (("store.duckdb", "database file"), ("store.duckdb.wal", "write-ahead log")):
+                io.refuse_symlink(self.path / name, what=what)
             config = {
                 "enable_external_access": False,
                 "autoinstall_known_extensions": False,
@@ -120,6 +153,7 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
                     self._next_label_id = int(row[0][0]) + 1
             if not self.read_only:
                 io.clean_temp_media(self.media_dir)
+                io.clean_temp_checkpoints(self.path / "models")
         except BaseException:
             self._shutdown()
             raise
@@ -136,7 +170,7 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
                     f"store.duckdb has schema version {found}, older than {SCHEMA_VERSION}. Open it once without "
                     "read_only=True to migrate it, then open it read-only."
                 )
-            migrate(con)
+            migrate(con, store_dir=self.path)
 
     @contextlib.contextmanager
     def _mapped_errors(self, *, opening: bool = False) -> Iterator[None]:
@@ -155,20 +189,36 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
                 ) from None
             if opening and not any(h in low for h in _CORRUPT_HINTS) and isinstance(error, duckdb.IOException):
                 raise StoreError(f"cannot open {self._db_path}: {text.splitlines()[0]}") from None
-            if opening or any(h in low for h in _CORRUPT_HINTS):
+            if isinstance(error, duckdb.IOException) and any(h in low for h in _DISK_HINTS):
+                raise StoreError(
+                    f"the file system refused the payload store {self.path}: {text.splitlines()[0]}. Free space "
+                    "or fix the permissions, then try again."
+                ) from None
+            if opening or any(h in low for h in _CORRUPT_HINTS) or isinstance(error, _DAMAGE_ERRORS) \
+                    or "invalidated" in low:
                 raise StoreCorrupt(
                     f"{self._db_path} (or its write-ahead log store.duckdb.wal) is damaged and cannot be read: "
                     f"{text.splitlines()[0]}. Restore store.duckdb from a backup, or from a Parquet export "
                     "(store.export_parquet()); the media/ folder is content-addressed and can be kept."
+                    + ("" if opening else " (If the damage may be in memory only, close the store and open it "
+                       "again first.)")
                 ) from None
             raise
 
     def close(self) -> None:
         """Checkpoint (when writable), close every connection and release the lock.
 
+        Raises:
+            StoreError: Called in another process than the one that opened
+                the store (a forked child); the inherited connection is let go
+                of there without being touched, and the owner's store stays open.
+
         Example:
             >>> store.close()  # doctest: +SKIP
         """
+        if self._foreign():
+            self._abandon()
+            raise StoreError(self._foreign_message())
         with self._write_lock:
             if self._con is not None and not self.read_only:
                 with contextlib.suppress(duckdb.Error):
@@ -195,7 +245,46 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
-            self._shutdown()
+            if self._foreign():
+                self._abandon()
+            else:
+                self._shutdown()
+
+    def __reduce_ex__(self, protocol: object) -> Any:  # noqa: ANN401
+        raise StoreError(
+            f"a PayloadStore cannot be pickled or sent to another process (multiprocessing's spawn and forkserver "
+            f"pickle their arguments): its DuckDB connection belongs to this process. Pass the path "
+            f"({str(self.path)!r}) and open the store in the process that uses it, with PayloadStore(path), once "
+            "this process has closed it (one process owns a writable store); or send the work to the owning "
+            "process (the scoring service, later)."
+        )
+
+    # --- the owning process ----------------------------------------------------------
+    def _foreign(self) -> bool:
+        """Whether this process is not the one that opened the store (a forked child)."""
+        return os.getpid() != getattr(self, "_pid", os.getpid())
+
+    def _foreign_message(self) -> str:
+        return (
+            f"the payload store {self.path} was opened by process {self._pid}; this is process {os.getpid()} "
+            "(a forked child or multiprocessing worker). A store's DuckDB connection cannot be used from another "
+            "process: nothing was read or written. Open the store in this process with PayloadStore(path) (after "
+            f"process {self._pid} has closed it: one process owns a writable store), or send the work to the "
+            "process that owns it (the scoring service, later)."
+        )
+
+    def _check_process(self) -> None:
+        if self._foreign():
+            raise StoreError(self._foreign_message())
+
+    def _abandon(self) -> None:
+        """Let go of an inherited connection in a forked child without touching it (or the parent's lock)."""
+        cursors, self._cursors = self._cursors, []
+        con, self._con = self._con, None
+        local = self.__dict__.pop("_local", None)
+        self._local = threading.local()
+        _keep_forever(con, *cursors, local)
+        self._lock.abandon()
 
     def __repr__(self) -> str:
         state = "closed" if self._con is None else ("read-only" if self.read_only else "writable")
@@ -204,6 +293,7 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
     # --- connections -------------------------------------------------------------
     def _cursor(self, slot: str = "work") -> duckdb.DuckDBPyConnection:
         """This thread's own cursor (``work`` for the store's statements, ``read`` for returned relations)."""
+        self._check_process()
         con = self._con
         if con is None:
             raise StoreError(f"the payload store {self.path} is closed; open it again with PayloadStore(path)")
@@ -234,6 +324,7 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
         return frame
 
     def _writable(self) -> None:
+        self._check_process()
         if self.read_only:
             raise StoreError(
                 f"the payload store {self.path} is open read-only; open it with PayloadStore(path) to write"
@@ -287,6 +378,14 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
             tags: Keep rows carrying every one of these clip tags.
             scoring_ids: Keep these scoring ids.
 
+        ``media_ok`` is the latest :meth:`verify` result of the row's media
+        file: ``True`` verified intact, ``False`` missing or altered at that
+        verify, ``NULL`` never verified.
+
+        The relation is lazy: it runs when converted, so errors of a damaged
+        database come from ``.df()``/``.fetchall()`` as DuckDB's own
+        (untyped) errors. :meth:`matched_df` materialises with typed errors.
+
         Returns:
             A DuckDB relation (``.df()``, ``.to_arrow_table()``, ``.fetchall()``)
             with the columns :data:`MATCHED_COLUMNS`.
@@ -294,6 +393,7 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
         Example:
             >>> store.matched(model_version="shapes-v1", correct=False).df()  # doctest: +SKIP
         """
+        self._check_process()
         filters = matched_filters(
             label=label, prediction=prediction, model_version=model_version, since=since, until=until,
             min_confidence=min_confidence, max_confidence=max_confidence, correct=correct, tags=tags,
@@ -302,6 +402,23 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
         sql, params = matched_query(filters, media_root=f"{self.path}/")
         with self._mapped_errors():
             return self._cursor("read").sql(sql, params=params)
+
+    def matched_df(self, **filters: Any) -> pd.DataFrame:
+        """:meth:`matched` as a pandas DataFrame, read now, with DuckDB's read errors mapped to typed ones.
+
+        Args:
+            **filters: The filters of :meth:`matched`.
+
+        Raises:
+            StoreCorrupt: The database is damaged and the rows cannot be read.
+
+        Example:
+            >>> store.matched_df(label="circle").shape  # doctest: +SKIP
+            (12, 27)
+        """
+        rel = self.matched(**filters)
+        with self._mapped_errors():
+            return rel.df()
 
     def unmatched(self) -> pd.DataFrame:
         """Scoring ids that lack a part, which parts, and the error the execution log holds for them.
@@ -329,11 +446,23 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
         which Spark, Trino and DuckDB (``read_parquet(..., hive_partitioning=true)``)
         read directly from a folder or object storage. The store's DuckDB runs
         with external access disabled, so the files are written by PyArrow
-        from the query result. Partitions written again are replaced.
+        from the query result.
+
+        The export is atomic: everything is written (and fsynced) into a
+        hidden sibling folder ``.<out>.export-<pid>-<random>`` first. A new
+        ``out_dir`` is then renamed into place in one step; into an existing
+        ``out_dir`` each partition folder written is swapped in whole
+        (partitions written again are replaced, others and unrelated files
+        are kept). A failure or kill while writing leaves ``out_dir`` as it
+        was; the temp folder is removed on failure (and, after a kill, by the
+        next export to the same ``out_dir``).
 
         Args:
             out_dir: The folder to write (created when missing).
             **matched_filters: Filters as :meth:`matched` takes them.
+
+        Raises:
+            StoreCorrupt: The database is damaged and the rows cannot be read.
 
         Example:
             >>> store.export_parquet("exports/matched")  # doctest: +SKIP
@@ -343,18 +472,24 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
         import pyarrow.dataset as ds
 
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         rel = self.matched(**matched_filters)
         with self._mapped_errors():
             table = rel.to_arrow_table()
         dates = pc.strftime(table.column("received_at"), format="%Y-%m-%d")
         table = table.append_column("received_date", dates)
-        if table.num_rows:
-            ds.write_dataset(
-                table, out, format="parquet", partitioning=["model_version", "received_date"],
-                partitioning_flavor="hive", existing_data_behavior="delete_matching",
-                basename_template="part-{i}.parquet",
-            )  # fmt: skip
+        if out.exists() and not out.is_dir():
+            raise StoreError(f"cannot export to {out}: it exists and is not a folder; pick another out_dir")
+        tmp = io.export_temp_dir(out)
+        try:
+            if table.num_rows:
+                ds.write_dataset(
+                    table, tmp, format="parquet", partitioning=["model_version", "received_date"],
+                    partitioning_flavor="hive", existing_data_behavior="overwrite_or_ignore",
+                    basename_template="part-{i}.parquet",
+                )  # fmt: skip
+            io.publish_export(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return out
 
     # --- inserts ---------------------------------------------------------------------

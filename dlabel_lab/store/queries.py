@@ -18,13 +18,14 @@ import numpy as np
 from ..errors import ConfigError
 from . import io
 
-__all__ = ["MATCHED_COLUMNS", "LATEST_SCORES", "matched_filters", "matched_query", "unmatched_query"]
+__all__ = ["MATCHED_COLUMNS", "LATEST_MEDIA_CHECKS", "LATEST_SCORES", "matched_filters", "matched_query",
+           "unmatched_query"]
 
 MATCHED_COLUMNS = (
     "scoring_id", "received_at", "sha256", "media_path", "source_name", "fps", "frame_count", "width", "height",
     "codec", "metadata", "model_version", "record", "tensor_digest", "embedding", "objects", "predicted_label",
     "probabilities", "confidence", "latency_ms", "predicted_at", "user_label", "label_source", "labelled_at",
-    "correct", "tags",
+    "correct", "tags", "media_ok",
 )  # fmt: skip
 
 # filter name -> SQL condition with exactly one parameter
@@ -46,21 +47,27 @@ LATEST_SCORES = """
            arg_max(source, label_id) AS label_source, arg_max(labelled_at, label_id) AS labelled_at
     FROM user_scores GROUP BY scoring_id"""
 
+# the latest verify() result per media file: TRUE ok, FALSE missing or altered (no row: never verified)
+LATEST_MEDIA_CHECKS = """
+    SELECT sha256, arg_max(status = 'ok', checked_at) AS media_ok FROM media_checks GROUP BY sha256"""
+
 _MATCHED = """
 WITH latest AS ({latest}),
 tagged AS (
     SELECT scoring_id, model_version, list(DISTINCT tag ORDER BY tag) AS tags FROM clip_tags GROUP BY ALL
-)
+),
+checked AS ({checks})
 SELECT r.scoring_id, r.received_at, r.sha256, CAST(? AS VARCHAR) || r.media_relpath AS media_path, r.source_name,
        r.fps, r.frame_count, r.width, r.height, r.codec, r.metadata, p.model_version, t.record, t.tensor_digest,
        t.embedding, t.objects, p.label AS predicted_label, p.probabilities, p.confidence, p.latency_ms,
        p.predicted_at, l.user_label, l.label_source, l.labelled_at, p.label = l.user_label AS correct,
-       coalesce(g.tags, []::VARCHAR[]) AS tags
+       coalesce(g.tags, []::VARCHAR[]) AS tags, c.media_ok
 FROM predictions p
 JOIN raw_payloads r ON r.scoring_id = p.scoring_id
 JOIN transformed_payloads t ON t.scoring_id = p.scoring_id AND t.model_version = p.model_version
 LEFT JOIN latest l ON l.scoring_id = p.scoring_id
 LEFT JOIN tagged g ON g.scoring_id = p.scoring_id AND g.model_version = p.model_version
+LEFT JOIN checked c ON c.sha256 = r.sha256
 {where}"""
 
 _UNMATCHED = """
@@ -111,7 +118,7 @@ def matched_query(filters: dict[str, Any], *, media_root: str) -> tuple[str, lis
     conditions = [_FILTERS[name] for name in _FILTERS if name in filters]
     params = [media_root, *(filters[name] for name in _FILTERS if name in filters)]
     where = ("WHERE " + "\n  AND ".join(conditions)) if conditions else ""
-    return _MATCHED.format(latest=LATEST_SCORES, where=where), params
+    return _MATCHED.format(latest=LATEST_SCORES, checks=LATEST_MEDIA_CHECKS, where=where), params
 
 
 def unmatched_query() -> str:

@@ -2,26 +2,34 @@
 
 Each migration is a list of statements that takes the schema from version
 ``n - 1`` to ``n``; :func:`migrate` runs the missing ones in one transaction
-and records each in ``schema_version``. Tables are append-only: a new label is
-a new ``user_scores`` row, the end of a run is a new ``run_ends`` row.
+and records each in ``schema_version``. A step may also be a function of the
+connection and the store folder (a data migration with bound parameters).
+Tables are append-only: a new label is a new ``user_scores`` row, the end of
+a run is a new ``run_ends`` row; only migrations rewrite stored rows.
 
 Example:
     >>> import duckdb
     >>> con = duckdb.connect()
     >>> migrate(con)
-    2
+    3
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import SchemaVersionError
+from . import io
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["SCHEMA_VERSION", "current_version", "migrate"]
+__all__ = ["SCHEMA_VERSION", "content_hash", "current_version", "migrate", "relative_checkpoint"]
+
+Step = str | Callable[..., None]  # a statement, or f(con, store_dir) for a data migration
 
 _V1 = [
     """CREATE TABLE schema_version (
@@ -82,9 +90,81 @@ _V2 = [
         logged_at TIMESTAMP NOT NULL)""",
 ]
 
-MIGRATIONS: list[tuple[str, list[str]]] = [
-    ("payloads, labels, versions and the execution log", _V1),
-    ("neuron functions, clip tags, transformation parameters, attributions, model metrics", _V2),
+
+def content_hash(pairs: list[tuple[str, str]]) -> str:
+    """The content hash of a data set: sha256 over the sorted multiset of (clip sha256, label) pairs.
+
+    The same clips with the same labels give the same hash whatever their
+    scoring ids, label rows or order; a clip twice counts twice.
+
+    Example:
+        >>> content_hash([("b", "x"), ("a", "y")]) == content_hash([("a", "y"), ("b", "x")])
+        True
+    """
+    digest = hashlib.sha256()
+    for sha, label in sorted(pairs):
+        digest.update(f"{sha}\t{label}\n".encode())
+    return digest.hexdigest()
+
+
+def relative_checkpoint(path: str, store_dir: Path) -> str:
+    """``path`` relative to the store folder (POSIX text) when it lies inside it, else unchanged.
+
+    Example:
+        >>> relative_checkpoint("/s/models/m.safetensors", Path("/s"))
+        'models/m.safetensors'
+        >>> relative_checkpoint("/elsewhere/m.safetensors", Path("/s"))
+        '/elsewhere/m.safetensors'
+    """
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    try:
+        return p.relative_to(store_dir).as_posix()
+    except ValueError:
+        return path
+
+
+def _v3_data(con: duckdb.DuckDBPyConnection, store_dir: Path | None) -> None:
+    """Checkpoint paths under the store folder become relative; data set hashes become (sha256, label) hashes.
+
+    A checkpoint path outside the store stays absolute, except when the store
+    was moved before this migration: an old ``<old store>/models/<file>``
+    whose file also lies in this store's ``models/`` with the recorded sha256
+    is taken as this store's own file.
+    """
+    if store_dir is not None:
+        root = Path(store_dir)
+        rows = con.execute("SELECT model_version, checkpoint_path, checkpoint_sha256 FROM model_versions").fetchall()
+        for version, path, sha in rows:
+            new = relative_checkpoint(path, root)
+            here = root / "models" / Path(path).name
+            if new == path and Path(path).is_absolute() and Path(path).parent.name == "models" and here.is_file():
+                try:
+                    if io.sha256_file(here) == sha:
+                        new = f"models/{here.name}"
+                except OSError:
+                    pass
+            if new != path:
+                con.execute("UPDATE model_versions SET checkpoint_path = ? WHERE model_version = ?", [new, version])
+    versions = [r[0] for r in con.execute("SELECT dataset_version FROM dataset_versions").fetchall()]
+    for version in versions:
+        pairs = con.execute("SELECT sha256, label FROM dataset_members WHERE dataset_version = ?", [version]).fetchall()
+        con.execute("UPDATE dataset_versions SET content_hash = ? WHERE dataset_version = ?",
+                    [content_hash([(a, b) for a, b in pairs]), version])  # fmt: skip
+
+
+_V3: list[Step] = [
+    # the result of store.verify() per media file, appended at every verify; the latest row counts
+    """CREATE TABLE media_checks (
+        sha256 VARCHAR NOT NULL, status VARCHAR NOT NULL, checked_at TIMESTAMP NOT NULL, run_id VARCHAR)""",
+    _v3_data,
+]
+
+MIGRATIONS: list[tuple[str, list[Step]]] = [
+    ("payloads, labels, versions and the execution log", _V1),  # type: ignore[list-item]
+    ("neuron functions, clip tags, transformation parameters, attributions, model metrics", _V2),  # type: ignore[list-item]
+    ("relative checkpoint paths, (sha256, label) content hashes, media checks", _V3),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -118,8 +198,12 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0] or 0)
 
 
-def migrate(con: duckdb.DuckDBPyConnection, *, target: int = SCHEMA_VERSION) -> int:
+def migrate(con: duckdb.DuckDBPyConnection, *, target: int = SCHEMA_VERSION, store_dir: Path | None = None) -> int:
     """Bring the schema up to ``target`` in one transaction; the version reached.
+
+    ``store_dir`` is the store folder (resolved), which data migrations need
+    (version 3 makes checkpoint paths inside it relative); without it those
+    paths stay as they are.
 
     Raises:
         SchemaVersionError: The store was written by a newer schema than this
@@ -140,7 +224,10 @@ def migrate(con: duckdb.DuckDBPyConnection, *, target: int = SCHEMA_VERSION) -> 
         for version in range(found + 1, target + 1):
             note, statements = MIGRATIONS[version - 1]
             for statement in statements:
-                con.execute(statement)
+                if callable(statement):
+                    statement(con, store_dir)
+                else:
+                    con.execute(statement)
             con.execute("INSERT INTO schema_version (version, note) VALUES (?, ?)", [version, note])
         con.execute("COMMIT")
     except BaseException:

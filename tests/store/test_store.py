@@ -23,7 +23,7 @@ DOC_COLUMNS = (
     "scoring_id, received_at, sha256, media_path (absolute), source_name, fps, frame_count, width, height, codec, "
     "metadata (JSON text), model_version, record (JSON text), tensor_digest, embedding FLOAT[], objects (JSON text), "
     "predicted_label, probabilities FLOAT[], confidence, latency_ms, predicted_at, user_label, label_source, "
-    "labelled_at, correct BOOLEAN (NULL when no user label), tags VARCHAR[]"
+    "labelled_at, correct BOOLEAN (NULL when no user label), tags VARCHAR[], media_ok BOOLEAN"
 )
 META = {"fps": 25.0, "frame_count": 16, "width": 64, "height": 48, "codec": "mp4v", "container": "mp4"}
 
@@ -402,7 +402,7 @@ def test_an_older_store_is_migrated_on_open(tmp_path):
     with pytest.raises(dl.SchemaVersionError, match="without read_only"):
         PayloadStore(root, read_only=True)
     with PayloadStore(root) as store:
-        assert store._rows("SELECT max(version) FROM schema_version")[0][0] == schema.SCHEMA_VERSION == 2
+        assert store._rows("SELECT max(version) FROM schema_version")[0][0] == schema.SCHEMA_VERSION == 3
         assert store._rows("SELECT scoring_id FROM raw_payloads") == [(sid,)]
         store.log_neuron_functions("m-v1", [{"layer": "l", "neuron": 0}])  # a v2 table
     with PayloadStore(root, read_only=True) as store:
