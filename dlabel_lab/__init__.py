@@ -75,11 +75,11 @@ _EXPORTS = {
     'train_initial': '.loop',
     'train_model': '.loop',
     # media.samples
-    'check_manifest': '.media.samples',
+    'check_manifest': '.media.manifest',
     'Drift': '.media.samples',
     'load_digit_clips': '.media.samples',
     'make_shape_clips': '.media.samples',
-    'read_manifest': '.media.samples',
+    'read_manifest': '.media.manifest',
     'write_sample_data': '.media.samples',
     # media.video
     'Clip': '.media.video',

@@ -18,15 +18,15 @@ _EXPORTS = {
     "check_file_size": ".video",
     "check_container_file": ".video",
     "Drift": ".samples",
-    "FACTORS": ".samples",
+    "FACTORS": ".manifest",
     "make_shape_clips": ".samples",
     "load_digit_clips": ".samples",
-    "read_manifest": ".samples",
-    "check_manifest": ".samples",
+    "read_manifest": ".manifest",
+    "check_manifest": ".manifest",
     "write_sample_data": ".samples",
 }
 
-_SUBMODULES = ("video", "samples", "checks")
+_SUBMODULES = ("video", "samples", "manifest", "checks")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

@@ -15,12 +15,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import mmap
 import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,10 +27,13 @@ import torch
 
 from ..errors import ConfigError, EmptyMedia, MediaTooLarge, TruncatedMedia, UnsupportedMedia
 from .checks import (  # noqa: F401 - container_problem and sniff_container are public here
+    _bytes_as_file,
     _check_head,
     _check_path,
     _check_structure,
     _native_errors,
+    check_container_file,
+    check_file_size,
     container_problem,
     sniff_container,
 )
@@ -323,85 +322,6 @@ def read_checked_file(path: Path, spec: ClipSpec, *, name: str, suffix: str = ""
     """
     container = check_container_file(path, spec, name=name, suffix=suffix)
     return _decode(path, spec, container, name)
-
-
-def check_container_file(path: Path, spec: ClipSpec, *, name: str, suffix: str = "") -> str:
-    """Check a clip file without decoding it: size limit, container type, structure and padding.
-
-    Reads the first 512 bytes and the container's box or chunk headers only
-    (through an ``mmap``), so it costs microseconds on a file of any size.
-
-    Returns:
-        The container name (``"mp4"``, ``"avi"``, ...).
-
-    Raises:
-        MediaTooLarge: The file or its padding exceeds the spec's limits.
-        EmptyMedia, UnsupportedMedia, UnsafeSource, TruncatedMedia: As :func:`read_clip`.
-
-    Example:
-        >>> check_container_file(Path("clip.mp4"), ClipSpec(), name="'clip.mp4'")  # doctest: +SKIP
-        'mp4'
-    """
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        check_file_size(size, spec, name)
-        head = fh.read(512)
-        container = _check_head(head, name, suffix)
-        if container in ("mp4", "avi") and size:
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
-                _check_structure(view, container, name, spec)
-    return container
-
-
-def check_file_size(size: int, spec: ClipSpec, name: str) -> None:
-    """Refuse a clip larger than ``spec.max_file_bytes`` before it is read.
-
-    Raises:
-        MediaTooLarge: ``size`` exceeds the limit; the message names it and how to raise it.
-
-    Example:
-        >>> check_file_size(10, ClipSpec(), "clip.mp4")
-    """
-    if size > spec.max_file_bytes:
-        raise MediaTooLarge(
-            f"{name} is {size / 2**20:.1f} MiB, over the limit of {spec.max_file_bytes / 2**20:.0f} MiB per clip; "
-            "nothing was read. Cut the clip, or raise ClipSpec.max_file_bytes if clips this large are expected."
-        )
-
-
-@contextlib.contextmanager
-def _bytes_as_file(data: bytes, container: str) -> Iterator[Path]:
-    """A path OpenCV can open for in-memory bytes, leaving nothing on disk.
-
-    On Linux the bytes go to an anonymous memory file (``memfd_create``) read
-    through ``/proc/self/fd``: nothing is written to ``/tmp`` and a killed
-    process leaves nothing behind. Elsewhere a temporary file is used and
-    removed afterwards.
-    """
-    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
-        fd = os.memfd_create(f"dlabel_clip.{container.split('-')[0]}", getattr(os, "MFD_CLOEXEC", 0))
-        try:
-            _write_all(fd, data)
-            yield Path(f"/proc/self/fd/{fd}")
-        finally:
-            os.close(fd)
-        return
-    fd, tmp = tempfile.mkstemp(suffix="." + container.split("-")[0], prefix="dlabel_clip_")
-    try:
-        try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        yield Path(tmp)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view[: 1 << 24]) :]
 
 
 def _decode(path: Path, spec: ClipSpec, container: str, name: str) -> Clip:

@@ -45,9 +45,12 @@ from ..errors import (
 from . import io, writes
 from .analysis import AnalysisMixin
 from .events import LoggingMixin
+from .lock import LockFile
 from .queries import MATCHED_COLUMNS, matched_filters, matched_query, unmatched_query
+from .raw import RawMixin
 from .schema import SCHEMA_VERSION, current_version, migrate, newer_message
-from .versions import VerifyReport, VersionsMixin
+from .verify import VerifyMixin, VerifyReport
+from .versions import VersionsMixin
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,7 +81,7 @@ def _keep_forever(*objects: object) -> None:
                 ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
-class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
+class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisMixin):
     """A folder holding ``store.duckdb`` and ``media/``: every payload of every scoring event.
 
     Opening takes the store's lock (the one thing done on construction, so a
@@ -120,7 +123,7 @@ class PayloadStore(LoggingMixin, VersionsMixin, AnalysisMixin):
         self.media_dir = self.path / "media"
         self.read_only = bool(read_only)
         self._db_path = self.path / "store.duckdb"
-        self._lock = io.LockFile(self.path / ".lock")
+        self._lock = LockFile(self.path / ".lock")
         self._state_lock = threading.Lock()  # guards cursors and counters
         self._write_lock = threading.RLock()  # one writer at a time: check-then-insert stays atomic
         self._local = threading.local()
