@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import DLabelError
+from .errors import ConfigError, DLabelError
 
 
 def _cmd_samples(args) -> int:
@@ -47,7 +47,6 @@ def _cmd_read(args) -> int:
 
 
 def _cmd_ingest(args) -> int:
-    from .errors import ConfigError
     from .media.samples import check_manifest, read_manifest
 
     # Everything checkable without the store comes first: PayloadStore(path) creates its folder.
@@ -61,9 +60,7 @@ def _cmd_ingest(args) -> int:
         _print_skipped(manifest, skipped)
         raise ConfigError(f"no row of {manifest} can be ingested ({len(skipped)} bad rows, listed above); "
                           "fix the manifest")
-    if not (Path(args.store).expanduser() / "store.duckdb").is_file():
-        raise ConfigError(f"{args.store} is not a payload store (no store.duckdb in it); create one first by "
-                          f"training a model into it or with `dlabel-lab demo --store {args.store}`")
+    _require_store(args.store)
 
     from .serving.endpoints import deploy_version
     from .store.payload_store import PayloadStore
@@ -160,6 +157,7 @@ def _cmd_retrain(args) -> int:
     from .loop import retrain, run_loop
     from .store.payload_store import PayloadStore
 
+    _require_store(args.store)
     with PayloadStore(args.store) as store:
         if args.loop:
             report = run_loop(store, from_version=args.from_version, iterations=args.loop, epochs=args.epochs,
@@ -223,8 +221,14 @@ def _cmd_verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def _require_store(store: str) -> None:
+    """Refuse a folder that holds no store before anything opens (and so creates) one."""
+    if not (Path(store).expanduser() / "store.duckdb").is_file():
+        raise ConfigError(f"{store} is not a payload store (no store.duckdb in it); create one first by "
+                          f"training a model into it or with `dlabel-lab demo --store {store}`")
+
+
 def _newest(store) -> str:
-    from .errors import ConfigError
 
     versions = store.model_versions()
     if versions.empty:

@@ -133,3 +133,12 @@ def test_skip_bad_with_no_good_row_opens_no_store(tmp_path, clips, capsys):
     assert f"skipped {manifest} line 2: clip_0000.mp4: brightness 'x' is not a number" in captured.out
     assert "no row of" in captured.err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_retrain_on_a_missing_store_creates_nothing(tmp_path, capsys):
+    from dlabel_lab.cli import main
+
+    target = tmp_path / "no-store"
+    assert main(["retrain", str(target), "--epochs", "1"]) == 2
+    assert "is not a payload store" in capsys.readouterr().err
+    assert not target.exists()
