@@ -64,6 +64,11 @@ _EXPORTS = {
     'neuron_functions': '.explain.neurons',
     'neuron_functions_long': '.explain.neurons',
     'tag_clips': '.explain.neurons',
+    # labeling
+    'calibrate': '.labeling.calibration',
+    'Calibration': '.labeling.calibration',
+    'suggest': '.labeling.suggest',
+    'Suggestion': '.labeling.suggest',
     # loop
     'ensure_scored': '.loop',
     'evaluate_version': '.loop',
@@ -118,8 +123,8 @@ _EXPORTS = {
     'Evidence': '.train.transforms',
     'TransformationParams': '.train.transforms',
 }
-_SUBMODULES = ("media", "store", "models", "serving", "explain", "train", "evaluation", "loop", "plots", "widgets",
-               "errors", "cli", "demo")
+_SUBMODULES = ("media", "store", "models", "serving", "explain", "labeling", "train", "evaluation", "loop", "plots",
+               "widgets", "errors", "cli", "demo")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
@@ -156,6 +161,8 @@ __all__ = [
     "StoreDataModule",
     "StoreError",
     "StoreLocked",
+    "suggest",
+    "Suggestion",
     "TransformationParams",
     "TruncatedMedia",
     "UnknownLabel",
@@ -167,6 +174,8 @@ __all__ = [
     "attribution_cost_benchmark",
     "attribution_geometry",
     "build_backbone",
+    "calibrate",
+    "Calibration",
     "check_manifest",
     "class_weight_tensor",
     "clip_stats",
