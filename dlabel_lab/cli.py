@@ -181,6 +181,26 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_suggest(args) -> int:
+    from .labeling.suggest import suggest
+    from .store.payload_store import PayloadStore
+
+    _require_store(args.store)
+    with PayloadStore(args.store) as store:
+        version = args.version or _newest(store)
+        queue = suggest(store, version, args.budget, strategy=args.strategy, seed=args.seed)
+        table = queue.table
+        if args.out:
+            out = Path(args.out)
+            table.to_csv(out, index=False)
+            print(f"{len(table)} clips to label next written to {out}")
+        else:
+            cols = ["rank", "scoring_id", "score", "predicted_label", "confidence", "reason"]
+            print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(f"query {queue.run_id}: {args.strategy} over {queue.pool_size} unlabelled clips scored by {version}")
+    return 0
+
+
 def _cmd_versions(args) -> int:
     from .store.payload_store import PayloadStore
 
@@ -287,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("store")
     e.add_argument("out")
     e.set_defaults(func=_cmd_export)
+    q = sub.add_parser("suggest", help="which unlabelled clips people should label next (active learning)")
+    q.add_argument("store")
+    q.add_argument("--budget", type=whole_number(1), default=20)
+    q.add_argument("--strategy", default="margin",
+                   choices=["margin", "entropy", "least_confidence", "bald", "coreset", "typiclust", "cluster_margin",
+                            "balanced_random", "random"])
+    q.add_argument("--version", help="model version whose outputs are used (default: the newest)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", help="write the queue as CSV instead of printing it")
+    q.set_defaults(func=_cmd_suggest)
     v = sub.add_parser("versions", help="list model versions (and one version's lineage)")
     v.add_argument("store")
     v.add_argument("--lineage", metavar="VERSION")

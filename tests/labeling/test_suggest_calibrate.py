@@ -109,3 +109,20 @@ def test_calibrate_on_a_store_records_the_temperature_with_the_version(scored):
                for ev in lineage["evaluations"])
     with pytest.raises(dl.ConfigError, match="at least 10"):
         dl.calibrate(store, version, scoring_ids=cal.scoring_ids[:5])
+
+
+def test_cli_suggest_prints_and_exports_the_queue(tmp_path, rows, capsys):
+    from dlabel_lab.cli import main
+
+    store, version = _scored(tmp_path / "cli", rows, dropout=0.0)
+    store.close()
+    assert main(["suggest", str(tmp_path / "cli"), "--budget", "3", "--strategy", "entropy"]) == 0
+    out = capsys.readouterr().out
+    assert f"entropy over 6 unlabelled clips scored by {version}" in out and out.count("entropy ") >= 3
+    csv = tmp_path / "queue.csv"
+    assert main(["suggest", str(tmp_path / "cli"), "--budget", "2", "--out", str(csv)]) == 0
+    import pandas as pd
+
+    assert list(pd.read_csv(csv)["rank"]) == [1, 2]
+    assert main(["suggest", str(tmp_path / "none"), "--budget", "2"]) == 2
+    assert not (tmp_path / "none").exists()
