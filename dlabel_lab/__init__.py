@@ -65,6 +65,8 @@ _EXPORTS = {
     'neuron_functions_long': '.explain.neurons',
     'tag_clips': '.explain.neurons',
     # labeling
+    'audit_report': '.labeling.autolabel',
+    'autolabel': '.labeling.autolabel',
     'calibrate': '.labeling.calibration',
     'Calibration': '.labeling.calibration',
     'suggest': '.labeling.suggest',
@@ -172,6 +174,8 @@ __all__ = [
     "WeightsUnavailable",
     "analyse",
     "attribution_cost_benchmark",
+    "audit_report",
+    "autolabel",
     "attribution_geometry",
     "build_backbone",
     "calibrate",

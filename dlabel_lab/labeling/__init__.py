@@ -1,4 +1,4 @@
-"""Labelling less: query strategies, suggestions of what to label next, MC-dropout, calibration.
+"""Labelling less: query strategies, what to label next, MC-dropout, calibration, auto-labelling with audit.
 
 Names load on first use (see :mod:`dlabel_lab.lazy`).
 """
@@ -17,9 +17,15 @@ _EXPORTS = {
     "apply_temperature": ".calibration",
     "calibrate": ".calibration",
     "fit_temperature": ".calibration",
+    "AutoLabelResult": ".autolabel",
+    "AuditReport": ".autolabel",
+    "autolabel": ".autolabel",
+    "audit_report": ".autolabel",
+    "choose_threshold": ".autolabel",
+    "exact_interval": ".autolabel",
 }
 
-_SUBMODULES = ("strategies", "suggest", "mc_dropout", "calibration")
+_SUBMODULES = ("strategies", "suggest", "mc_dropout", "calibration", "autolabel")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
