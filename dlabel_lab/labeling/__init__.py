@@ -23,9 +23,12 @@ _EXPORTS = {
     "audit_report": ".autolabel",
     "choose_threshold": ".autolabel",
     "exact_interval": ".autolabel",
+    "StopDecision": ".stopping",
+    "stabilising_kappas": ".stopping",
+    "stopping_decision": ".stopping",
 }
 
-_SUBMODULES = ("strategies", "suggest", "mc_dropout", "calibration", "autolabel")
+_SUBMODULES = ("strategies", "suggest", "mc_dropout", "calibration", "autolabel", "stopping")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
