@@ -351,6 +351,8 @@ class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisM
         label: str | Sequence[str] | None = None,
         prediction: str | Sequence[str] | None = None,
         model_version: str | Sequence[str] | None = None,
+        label_source: str | Sequence[str] | None = None,
+        label_author: str | Sequence[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         min_confidence: float | None = None,
@@ -372,6 +374,10 @@ class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisM
             label: Latest user label(s) to keep.
             prediction: Predicted label(s) to keep.
             model_version: Model version(s) to keep.
+            label_source: Source(s) of the latest user label to keep
+                (``"human"``, ``"auto"``, ``"audit"``, ...).
+            label_author: Author(s) of the latest user label to keep (an
+                auto-label's author is the model version that produced it).
             since: Keep clips received at or after this time.
             until: Keep clips received before this time.
             min_confidence: Keep predictions with ``confidence >= min_confidence``.
@@ -398,9 +404,9 @@ class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisM
         """
         self._check_process()
         filters = matched_filters(
-            label=label, prediction=prediction, model_version=model_version, since=since, until=until,
-            min_confidence=min_confidence, max_confidence=max_confidence, correct=correct, tags=tags,
-            scoring_ids=scoring_ids,
+            label=label, prediction=prediction, model_version=model_version, label_source=label_source,
+            label_author=label_author, since=since, until=until, min_confidence=min_confidence,
+            max_confidence=max_confidence, correct=correct, tags=tags, scoring_ids=scoring_ids,
         )  # fmt: skip
         sql, params = matched_query(filters, media_root=f"{self.path}/")
         with self._mapped_errors():

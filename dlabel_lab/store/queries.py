@@ -31,6 +31,8 @@ MATCHED_COLUMNS = (
 # filter name -> SQL condition with exactly one parameter
 _FILTERS = {
     "label": "list_contains(CAST(? AS VARCHAR[]), l.user_label)",
+    "label_source": "list_contains(CAST(? AS VARCHAR[]), l.label_source)",
+    "label_author": "list_contains(CAST(? AS VARCHAR[]), l.label_author)",
     "prediction": "list_contains(CAST(? AS VARCHAR[]), p.label)",
     "model_version": "list_contains(CAST(? AS VARCHAR[]), p.model_version)",
     "scoring_ids": "list_contains(CAST(? AS VARCHAR[]), p.scoring_id)",
@@ -44,7 +46,8 @@ _FILTERS = {
 
 LATEST_SCORES = """
     SELECT scoring_id, max(label_id) AS label_id, arg_max(label, label_id) AS user_label,
-           arg_max(source, label_id) AS label_source, arg_max(labelled_at, label_id) AS labelled_at
+           arg_max(source, label_id) AS label_source, arg_max(labelled_at, label_id) AS labelled_at,
+           arg_max(author, label_id) AS label_author
     FROM user_scores GROUP BY scoring_id"""
 
 # the latest verify() result per media file: TRUE ok, FALSE missing or altered (no row: never verified)
@@ -150,7 +153,7 @@ def matched_filters(**given: Any) -> dict[str, Any]:  # noqa: ANN401
         raise ConfigError(f"matched() has no filter {sorted(unknown)}; the filters are {sorted(_FILTERS)}")
     given = {name: given.get(name) for name in _FILTERS}
     out: dict[str, Any] = {}
-    for name in ("label", "prediction", "model_version", "tags"):
+    for name in ("label", "label_source", "label_author", "prediction", "model_version", "tags"):
         values = _one_or_many(given[name], name)
         if values is not None:
             out[name] = values

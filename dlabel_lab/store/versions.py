@@ -216,6 +216,8 @@ class VersionsMixin:
             conditions.append("list_contains(CAST(? AS VARCHAR[]), r.scoring_id)")
             params.append(ids)
         for key, condition in (("label", "list_contains(CAST(? AS VARCHAR[]), l.user_label)"),
+                               ("label_source", "list_contains(CAST(? AS VARCHAR[]), l.label_source)"),
+                               ("label_author", "list_contains(CAST(? AS VARCHAR[]), l.label_author)"),
                                ("since", "r.received_at >= ?"), ("until", "r.received_at < ?")):  # fmt: skip
             if key in filters:
                 conditions.append(condition)

@@ -113,3 +113,18 @@ def test_no_threshold_means_nothing_is_auto_labelled(store):
     assert result.threshold is None and result.labelled.empty and result.audit.empty
     assert not (store.score_history()["source"] == "auto").any()
     assert result.validation["precision"] is None and result.coverage == 0.0
+
+
+def test_matched_and_snapshots_filter_by_label_source_and_author(store):
+    result = autolabel(store, "m-v1", target_precision=0.95, audit_rate=0.25, seed=0)
+    auto = store.matched(model_version="m-v1", label_source="auto").df()
+    assert sorted(auto["scoring_id"]) == sorted(result.labelled["scoring_id"])
+    assert len(store.matched(label_author="m-v1").df()) == 12
+    humans = store.matched(model_version="m-v1", label_source="human").df()
+    assert len(humans) == 30
+    # training can exclude auto-labels: the snapshot (and so the lineage) holds only what was asked for
+    human_only = store.snapshot_dataset("m-human", label_source=["human", "audit"])
+    members = store.dataset_members(human_only)
+    assert len(members) == 30 and set(members["label_source"]) == {"human"}
+    with_auto = store.snapshot_dataset("m-all")
+    assert len(store.dataset_members(with_auto)) == 42
