@@ -1,0 +1,54 @@
+"""The LabelQueue widget without a browser: clicks land in the store with the query as author."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dlabel_lab as dl
+from dlabel_lab.widgets import LabelQueue
+
+CLASSES = ["circle", "square", "triangle"]
+SPEC = dl.ClipSpec(frames=4, size=32)
+
+
+@pytest.fixture
+def queued(tmp_path):
+    rows = dl.read_manifest(dl.make_shape_clips(tmp_path / "clips", 8, seed=2, frames=6, size=32))
+    with dl.PayloadStore(tmp_path / "store") as store:
+        torch.manual_seed(0)
+        model = dl.ClipClassifier(classes=CLASSES, backbone="tiny3d", spec=SPEC, embed_dim=16)
+        ingest = dl.deploy(model, store, classes=CLASSES, name="shapes")
+        ingest.score_many([r["path"] for r in rows], [r["label"] if i < 3 else None for i, r in enumerate(rows)],
+                          progress=False)
+        yield store, dl.suggest(store, ingest.model_version, 3, strategy="entropy")
+
+
+def test_clicks_label_the_suggested_clips_in_order(queued):
+    store, queue = queued
+    w = LabelQueue(store, queue, classes=CLASSES)
+    assert "clip 1 of 3" in w.header.value and "why asked: entropy" in w.why.value
+    assert bytes(w.filmstrip.value[:4]) == b"\x89PNG"
+    w.buttons["square"].click()
+    w.skip_button.click()
+    w.buttons["circle"].click()
+    assert w.labelled == [(queue.scoring_ids[0], "square"), (queue.scoring_ids[2], "circle")]
+    assert w.skipped == [queue.scoring_ids[1]]
+    assert all(b.disabled for b in w.buttons.values()) and "queue done: 2 labelled, 1 skipped" in w.header.value
+    history = store.score_history()
+    mine = history[history["author"] == f"suggest:{queue.run_id}"]
+    assert sorted(mine["scoring_id"]) == sorted([queue.scoring_ids[0], queue.scoring_ids[2]])
+    assert set(mine["source"]) == {"human"}
+    w.buttons["circle"].click()  # nothing left: no new row, no error
+    assert len(store.score_history()) == len(history) and w.errors == []
+
+
+def test_a_bad_label_is_shown_not_raised_and_bad_arguments_are_refused(queued):
+    store, queue = queued
+    w = LabelQueue(store, queue, classes=CLASSES, author="ana")
+    w.label("hexagon")
+    assert isinstance(w.errors[-1], dl.UnknownLabel) and w.position == 0
+    w.label("circle")
+    assert store.score_history().iloc[-1]["author"] == "ana"
+    with pytest.raises(dl.ConfigError, match="what suggest"):
+        LabelQueue(store, queue.table, classes=CLASSES)
