@@ -32,6 +32,7 @@ from .models.checkpoint import file_sha256
 from .models.classifier import ClipClassifier
 from .models.registry import load_version, register_version
 from .serving.endpoints import deploy
+from .train.augment import GENERIC_VARIANTS, chain_augments, generic_augment
 from .train.datasets import ClipDataset, lineage_training_rows, split_ids
 from .train.training import (  # noqa: F401 - re-exported: the loop's public face
     ModelVersion,
@@ -44,7 +45,7 @@ from .train.transforms import TransformationParams
 
 __all__ = [
     "ModelVersion", "LoopIteration", "LoopReport", "train_model", "train_initial", "retrain", "evaluate_version",
-    "fine_tune_copy", "run_loop", "ensure_scored", "recalibrate_batchnorm",
+    "fine_tune_copy", "run_loop", "ensure_scored", "recalibrate_batchnorm", "pick_candidate", "CANDIDATES",
 ]
 
 
@@ -101,9 +102,23 @@ def retrain(
     include_lab_data: bool = True,
     progress: bool = True,
     callbacks: Sequence[pl.Callback] = (),
+    generic: bool | str = False,
+    patience: int | None = None,
+    schedule: str = "cosine",
+    select_best: bool = True,
+    candidate: str | None = None,
+    split_seed: int | None = None,
     **matched_filters,
 ) -> ModelVersion:
     """Retrain a model version on the labelled clips of the store.
+
+    The recipe (see :func:`~dlabel_lab.train.training.train_model`): a
+    deterministic content-grouped split (sha256 of the clip, salted by
+    ``seed``) into training and held-out ids; the held-out ids are the
+    labelled validation split the best epoch is selected on (precise BN,
+    accuracy then cross-entropy) and the parent comparison runs on; a cosine
+    learning-rate schedule; optional early stopping. The same store, seed and
+    options give the same model.
 
     Args:
         store: The payload store.
@@ -125,6 +140,16 @@ def retrain(
             keeps what it knew; held-out ids always come from the store only.
         progress: Show progress bars.
         callbacks: Extra Lightning callbacks (e.g. a live plot).
+        generic: Also apply the generic augmentation (see
+            :func:`~dlabel_lab.train.augment.generic_augment`; ``True`` or
+            ``"affine"``, or ``"crop"``) to every training clip, after ``params``'.
+        patience: Early stopping after this many epochs without a better
+            validation score (``None``: all ``epochs``; the best epoch is kept either way).
+        schedule: Learning-rate schedule, ``"cosine"`` or ``"constant"``.
+        select_best: Keep the best validation epoch (else the last).
+        candidate: A name recorded with the version (e.g. ``"derived"``).
+        split_seed: Salt of the split when it should differ from ``seed``
+            (e.g. to measure training noise alone on a fixed split).
         **matched_filters: Filters of ``store.matched()`` that select the clips.
 
     Returns:
@@ -141,8 +166,13 @@ def retrain(
     run_params = {
         "from_version": from_version, "epochs": epochs, "lr": lr, "batch_size": batch_size, "holdout": holdout,
         "seed": seed, "include_lab_data": include_lab_data, "params": None if params is None else params.to_dict(),
-        "filters": {k: str(v) for k, v in matched_filters.items()},
+        "filters": {k: str(v) for k, v in matched_filters.items()}, "generic": generic, "patience": patience,
+        "schedule": schedule, "select_best": select_best, "candidate": candidate,
+        "split_seed": seed if split_seed is None else split_seed,
     }
+    generic_variant = ("affine" if generic else None) if isinstance(generic, bool) else generic
+    if generic_variant is not None and generic_variant not in GENERIC_VARIANTS:
+        raise ConfigError(f"generic must be False, True or one of {GENERIC_VARIANTS}, got {generic!r}")
     with store.run("retrain", run_params, model_version=from_version):
         parent = load_version(store, from_version)
         name = name or str(store.get_model(from_version).get("name") or "model")
@@ -152,33 +182,47 @@ def retrain(
         rows = rows.rename(columns={"user_label": "label"}) if "label" not in rows else rows
         rows = rows.drop_duplicates("scoring_id")
         # Byte-identical clips share a side, so no copy of a held-out clip is trained on.
-        train_ids, holdout_ids = split_ids(rows["scoring_id"].tolist(), holdout=holdout, seed=seed,
+        train_ids, holdout_ids = split_ids(rows["scoring_id"].tolist(), holdout=holdout,
+                                           seed=seed if split_seed is None else split_seed,
                                            groups=rows["sha256"].tolist())
         by_id = rows.set_index("scoring_id")
         spec = params.apply_to_spec(parent.spec) if params is not None else parent.spec
-        augment = None
+        augment = ops_augment = None
+        ops_dropped: dict[str, str] = {}
         class_weights = None
         if params is not None and not params.is_empty():
             augment = params.build_augment(mean=spec.mean, std=spec.std)
+            ops_params, ops_dropped = params.for_operational()
+            ops_augment = ops_params.build_augment(mean=spec.mean, std=spec.std)
             class_weights = dict(params.class_weights) or None
+        generic_aug = None
+        if generic_variant is not None:
+            generic_aug = generic_augment(size=spec.out_size, mean=spec.mean, std=spec.std, variant=generic_variant)
         child = fine_tune_copy(parent, lr=lr, class_weights=class_weights, spec=spec)
         train_rows = by_id.loc[train_ids].reset_index()[["scoring_id", "media_path", "label"]].to_dict("records")
         lab_rows = lineage_training_rows(store, from_version) if include_lab_data else []
         lab_rows = [{"media_path": r["path"], "label": r["label"]} for r in lab_rows if r["label"] in parent.classes]
         lab_rows = _without_held_out_copies(lab_rows, set(by_id.loc[holdout_ids, "sha256"]))
         # The derived ranges map the reference (lab) clips into the operational
-        # regime they were measured against; operational clips already are there.
-        parts = [ClipDataset(train_rows, classes=child.classes, spec=spec, augment=None if lab_rows else augment)]
+        # regime they were measured against; operational clips already are there,
+        # so they get only the two-sided (invariance) part (see for_operational).
+        ops_aug = ops_augment if lab_rows else augment
+        parts = [ClipDataset(train_rows, classes=child.classes, spec=spec,
+                             augment=chain_augments(ops_aug, generic_aug))]
         if lab_rows:
-            parts.append(ClipDataset(lab_rows, classes=child.classes, spec=spec, augment=augment))
+            parts.append(ClipDataset(lab_rows, classes=child.classes, spec=spec,
+                                     augment=chain_augments(augment, generic_aug)))
         train = ConcatDataset(parts)
         val = ClipDataset(by_id.loc[holdout_ids].reset_index(), classes=child.classes, spec=spec)
+        selection: dict = {}
         child, history, log_dir = train_model(child, train, val=val, epochs=epochs, batch_size=batch_size, seed=seed,
                                               root_dir=Path(store.path) / "training", progress=progress,
-                                              callbacks=callbacks)
+                                              callbacks=callbacks, schedule=schedule, select_best=select_best,
+                                              patience=patience, selection=selection)
         child_params = {"training": {k: v for k, v in run_params.items() if k != "params"},
                         "transformation_params": None if params is None else params.to_dict(),
-                        "train_ids": train_ids, "holdout_ids": holdout_ids, "n_lab_clips": len(lab_rows)}
+                        "train_ids": train_ids, "holdout_ids": holdout_ids, "n_lab_clips": len(lab_rows),
+                        "selection": selection, "not_applied_to_operational_clips": ops_dropped if lab_rows else {}}
         version, ckpt = register_version(store, child, name=name, parent=from_version,
                                            dataset_version=dataset_version, params=child_params, metrics=None)
         after = evaluate_version(store, version, holdout_ids, model=child, slices=slices)
@@ -188,7 +232,8 @@ def retrain(
     return ModelVersion(
         version=version, parent=from_version, dataset_version=dataset_version, checkpoint_path=ckpt,
         evaluation=after, parent_evaluation=before, comparison=compare(before, after), train_ids=train_ids,
-        holdout_ids=holdout_ids, params=params, history=history, log_dir=log_dir,
+        holdout_ids=holdout_ids, params=params, history=history, log_dir=log_dir, selection=selection,
+        candidate=candidate,
     )
 
 
@@ -209,6 +254,20 @@ class LoopIteration:
     params: TransformationParams
     deployed: bool
     params_version: str | None = None
+    candidates: dict[str, ModelVersion] = field(default_factory=dict)
+    chosen: str = "derived"
+    verdict: str = ""
+
+    def candidate_table(self) -> pd.DataFrame:
+        """One row per candidate: version, validation accuracy and loss, best epoch, chosen."""
+        rows = []
+        for name, mv in self.candidates.items():
+            sel = mv.selection or {}
+            rows.append({"candidate": name, "version": mv.version,
+                         "val_accuracy": None if mv.evaluation is None else round(mv.evaluation.accuracy, 4),
+                         "val_loss": sel.get("val_loss"), "best_epoch": sel.get("best_epoch"),
+                         "epochs_run": sel.get("epochs_run"), "chosen": name == self.chosen})
+        return pd.DataFrame(rows)
 
     def row(self) -> dict:
         ev, pe = self.child.evaluation, self.child.parent_evaluation
@@ -219,9 +278,12 @@ class LoopIteration:
             "child_accuracy": None if ev is None else round(ev.accuracy, 4),
             "delta": None if ev is None or pe is None else round(ev.accuracy - pe.accuracy, 4),
             "deployed": self.deployed,
-            "params": ", ".join(k for k in ("brightness", "contrast", "scale", "blur", "noise", "crop",
-                                            "frame_window", "class_weights")
-                                if getattr(self.params, k) not in (None, {}, ())) or "none",
+            "chosen": self.chosen,
+            "candidates": ", ".join(f"{n} {mv.evaluation.accuracy:.3f}" for n, mv in self.candidates.items()
+                                    if mv.evaluation is not None),
+            "params": ", ".join(k for k in ("brightness", "contrast", "saturation", "hue", "scale", "blur", "noise",
+                                            "crop", "frame_window", "frame_stride", "class_weights")
+                                if getattr(self.params, k) not in (None, {}, (), 1)) or "none",
         }
 
 
@@ -265,13 +327,27 @@ def run_loop(
     review=None,
     progress: bool = True,
     plots_dir: str | os.PathLike | None = None,
+    candidates: Sequence[str] = ("derived", "generic"),
+    patience: int | None = None,
+    generic_variant: str = "affine",
 ) -> LoopReport:
-    """Evaluate → attribute → derive → retrain → compare → deploy when better, ``iterations`` times.
+    """Evaluate → attribute → derive → retrain candidates → pick → deploy when better, ``iterations`` times.
 
-    Each iteration is a run in the execution log (kind ``"loop-iteration"``)
-    with the derived parameters and the comparison as its result; the child
-    becomes the next parent only when it beats its parent on the same
-    held-out ids. ``store.lineage(report.newest)`` shows the chain.
+    Each iteration derives transformation parameters and retrains, on the
+    same content-grouped split and seed, one child per candidate:
+    ``"derived"`` (the derived parameters), ``"generic"`` (the generic
+    augmentation a practitioner tries first, see
+    :func:`~dlabel_lab.train.augment.generic_augment`), ``"plain"`` (no
+    augmentation) and ``"derived+generic"``. The candidate with the best
+    score on the labelled validation split (the held-out ids: accuracy, then
+    cross-entropy; ties go to the earlier candidate in ``candidates``) is the
+    iteration's child. It becomes the next parent only when it beats its
+    parent on the same held-out ids (model selection uses those ids, so
+    that comparison is optimistic; an outside test set judges the loop, see
+    ``bench/drift_recovery.py``). Each iteration is a run in the execution
+    log (kind ``"loop-iteration"``) whose result records every candidate, the
+    choice and whether the derived parameters beat the generic augmentation.
+    ``store.lineage(report.newest)`` shows the chain.
 
     Args:
         store: The payload store.
@@ -288,6 +364,9 @@ def run_loop(
             (a human accepting or rejecting parameters).
         progress: Show progress bars.
         plots_dir: Write per-iteration figures here.
+        candidates: Candidates to train (see above); the first is the tie-break winner.
+        patience: Early-stopping patience of each candidate's training.
+        generic_variant: ``"affine"`` or ``"crop"`` for the generic candidates.
 
     Example:
         >>> report = run_loop(store, from_version="shapes-v1", iterations=2)  # doctest: +SKIP
@@ -297,6 +376,10 @@ def run_loop(
 
     if iterations < 1:
         raise ConfigError(f"iterations must be >= 1, got {iterations!r}")
+    candidates = list(dict.fromkeys(candidates))
+    unknown = sorted(set(candidates) - set(CANDIDATES))
+    if not candidates or unknown:
+        raise ConfigError(f"candidates must be a non-empty selection of {CANDIDATES}, got {candidates!r}")
     versions = store.model_versions()
     if from_version is None:
         if versions.empty:
@@ -315,22 +398,72 @@ def run_loop(
             if review is not None:
                 params = review(params)
             params_version = store.save_params(params.to_dict(), model_version=current, name=f"{current}-params")
-            child = retrain(store, current, epochs=epochs, lr=lr, seed=seed, holdout=holdout, params=params,
-                            progress=progress)
+            trained = {}
+            for name in candidates:
+                uses_params, uses_generic = "derived" in name, generic_variant if "generic" in name else False
+                trained[name] = retrain(store, current, epochs=epochs, lr=lr, seed=seed, holdout=holdout,
+                                        params=params if uses_params else None, generic=uses_generic,
+                                        patience=patience, candidate=name, progress=progress)
+            chosen = pick_candidate(trained)
+            child = trained[chosen]
             deployed = bool(child.improved)
             it = LoopIteration(iteration=i, parent=current, child=child, params=params, deployed=deployed,
-                               params_version=params_version)
+                               params_version=params_version, candidates=trained, chosen=chosen,
+                               verdict=_verdict(trained, params))
             report.iterations.append(it)
             if plots_dir is not None:
                 _iteration_plots(Path(plots_dir), analysis, child)
             if deployed:
                 current = child.version
                 report.newest = current
-            store.finish_run(run_id, status="ok", result={**it.row(), "params_version": params_version})
+            store.finish_run(run_id, status="ok", result={
+                **it.row(), "params_version": params_version, "verdict": it.verdict,
+                "candidate_table": it.candidate_table().to_dict("records"),
+                "evidence": {k: ev.to_dict() for k, ev in params.evidence.items()}})
         except BaseException as e:
             store.finish_run(run_id, status="failed", error=e)
             raise
     return report
+
+
+#: Candidates :func:`run_loop` can train in each iteration.
+CANDIDATES = ("derived", "generic", "plain", "derived+generic")
+
+
+def pick_candidate(trained: dict[str, ModelVersion]) -> str:
+    """The candidate with the best validation score: accuracy, then lower cross-entropy, then order.
+
+    Only the labelled validation split (the held-out ids) is used, never a test set.
+
+    Example:
+        >>> pick_candidate({"derived": v_derived, "generic": v_generic})  # doctest: +SKIP
+        'generic'
+    """
+    if not trained:
+        raise ConfigError("no candidates to pick from")
+
+    def key(item):
+        order, (_, mv) = item
+        acc = mv.evaluation.accuracy if mv.evaluation is not None else float("-inf")
+        loss = (mv.selection or {}).get("val_loss")
+        return (acc, -(loss if loss is not None else float("inf")), -order)
+
+    return max(enumerate(trained.items()), key=key)[1][0]
+
+
+def _verdict(trained: dict[str, ModelVersion], params: TransformationParams) -> str:
+    """Whether the derived parameters beat the generic augmentation on the validation split, in words."""
+    if params.is_empty():
+        return "no parameter was derived: the derived candidate is plain retraining"
+    if "derived" not in trained or "generic" not in trained:
+        return "derived and generic were not both trained: no verdict"
+    d, g = trained["derived"], trained["generic"]
+    da, ga = d.evaluation.accuracy, g.evaluation.accuracy
+    names = ", ".join(params._set_names())
+    if (da, -(d.selection.get("val_loss") or 0.0)) > (ga, -(g.selection.get("val_loss") or 0.0)):
+        return f"derived parameters ({names}) beat the generic augmentation on validation: {da:.3f} vs {ga:.3f}"
+    return (f"derived parameters ({names}) did not beat the generic augmentation on validation: "
+            f"{da:.3f} vs {ga:.3f}")
 
 
 def _iteration_plots(plots: Path, analysis, child: ModelVersion) -> None:

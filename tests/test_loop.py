@@ -90,15 +90,25 @@ def test_two_iteration_loop(scored_store, tmp_path):
                       progress=False, plots_dir=tmp_path / "plots")
     table = report.table()
     assert list(table["iteration"]) == [1, 2]
-    assert table["child"].tolist() == ["shapes-v2", "shapes-v3"]
+    # two candidates per iteration (derived, generic), trained on the same split; the child is the chosen one
+    first, second = report.iterations
+    assert [mv.version for mv in first.candidates.values()] == ["shapes-v2", "shapes-v3"]
+    assert [mv.version for mv in second.candidates.values()] == ["shapes-v4", "shapes-v5"]
+    assert first.candidates["derived"].holdout_ids == first.candidates["generic"].holdout_ids
+    assert table["child"].tolist() == [first.child.version, second.child.version]
+    assert first.child is first.candidates[first.chosen]
     assert table.loc[1, "parent"] == (table.loc[0, "child"] if table.loc[0, "deployed"] else "shapes-v1")
     runs = store.runs("loop-iteration")
     assert len(runs) == 2 and (runs["status"] == "ok").all()
+    result = runs.iloc[0]["result"]
+    result = json.loads(result) if isinstance(result, str) else result
+    assert result["chosen"] == first.chosen and result["verdict"]
+    assert {r["candidate"] for r in result["candidate_table"]} == {"derived", "generic"}
     analysed_v1 = int((table["parent"] == v1.version).sum())  # append-only: one set per analysis
     assert len(store.neuron_functions(v1.version)) == 16 * analysed_v1  # one function per embedding neuron
     assert len(store.clip_tags(v1.version)) > 0
     assert any(p.suffix == ".png" for p in (tmp_path / "plots").iterdir())
-    lineage = store.lineage("shapes-v3")
+    lineage = store.lineage("shapes-v5")
     assert lineage["chain"][-1] == "shapes-v1"
 
 

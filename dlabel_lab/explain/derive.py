@@ -40,14 +40,14 @@ from ..train.datasets import lineage_training_rows
 from ..train.transforms import Evidence, TransformationParams
 from .attribution import activations, frame_attribution, layer_map, neuron_attributions
 from .neurons import attribution_geometry, compare_groups, neuron_functions, tag_clips
-from .sensitivity import _apply_axis, sensitivity_sweep  # noqa: F401 - re-exported for callers
+from .sensitivity import IDENTITY, _apply_axis, quantile_axes, sensitivity_sweep  # noqa: F401 - re-exported
 
 __all__ = ["Analysis", "analyse", "derive_transformation_params", "sensitivity_sweep", "FACTOR_COLUMNS"]
 
 #: Clip factors measured for every analysed clip: pixel statistics from
 #: :func:`~dlabel_lab.clip_stats` and where the LayerGradCam mass lies.
-FACTOR_COLUMNS = ("brightness", "contrast", "motion", "blur", "noise", "object_scale", "off_centre",
-                  "attention_scale")
+FACTOR_COLUMNS = ("brightness", "contrast", "saturation", "hue", "motion", "blur", "noise", "object_scale",
+                  "off_centre", "attention_scale")
 
 
 @dataclass
@@ -114,8 +114,26 @@ def _decode(sources: Sequence, specs: Sequence[ClipSpec], progress: bool, desc: 
     return torch.stack(xs), np.stack(frames)
 
 
+def _colour(frames: np.ndarray) -> pd.DataFrame:
+    """Mean saturation (0..1) and saturation-weighted circular mean hue (0..1) of each uint8 RGB clip."""
+    import cv2
+
+    rows = []
+    for clip in frames:
+        hsv = cv2.cvtColor(np.ascontiguousarray(clip.reshape(-1, clip.shape[-2], 3)), cv2.COLOR_RGB2HSV)
+        sat = hsv[..., 1].astype(np.float64) / 255.0
+        angle = hsv[..., 0].astype(np.float64) / 180.0 * 2 * np.pi
+        w = sat.sum()
+        hue = (np.arctan2((np.sin(angle) * sat).sum(), (np.cos(angle) * sat).sum()) / (2 * np.pi)) % 1.0 \
+            if w > 0 else 0.0
+        rows.append({"saturation": float(sat.mean()), "hue": float(hue)})
+    return pd.DataFrame(rows)
+
+
 def _factors(frames: np.ndarray, gradcam: np.ndarray) -> pd.DataFrame:
     stats = pd.DataFrame([clip_stats(f).as_dict() for f in frames])
+    if frames.ndim == 5 and frames.shape[-1] == 3:
+        stats = pd.concat([stats, _colour(frames)], axis=1)
     geometry = attribution_geometry(torch.as_tensor(gradcam).sum(dim=1).numpy())
     geometry = geometry.rename(columns={"object_scale": "attention_scale", "object_scale_50": "attention_scale_50"})
     out = pd.concat([stats, geometry.reset_index(drop=True)], axis=1)
@@ -318,7 +336,13 @@ def derive_transformation_params(
     LayerGradCam mass at a coarse last convolution under-measures it, so the
     mass gives ``attention_scale`` and the crop instead), the crop comes from where the mass lies,
     the frame window from per-frame IntegratedGradients, and class weights
-    from per-class recall. A sensitivity sweep on the reference clips then
+    from per-class recall (or, when the model collapsed onto one class, from
+    the labelled operational class shares over the reference shares). Colour
+    (saturation, hue shift) and contrast in both directions are ranged the
+    same way; faster motion is reported (``evidence["frame_stride"]``) but
+    not applied. A sensitivity sweep on the reference clips, whose values
+    follow each candidate range (its operational quantiles, see
+    :func:`~dlabel_lab.explain.sensitivity.quantile_axes`), then
     marks each range supported (the model loses at least ``fragile_drop``
     accuracy inside it) or not; unsupported ranges are kept in the evidence
     with ``supported=False`` so they can be reviewed, not silently dropped.
@@ -349,54 +373,80 @@ def derive_transformation_params(
     ops = a.factors
     ref = a.reference if a.reference is not None else ops[a.correct] if a.correct.sum() >= 3 else ops
     ref_source = "training clips" if a.reference is not None else "correctly predicted clips"
-    sweep = None
-    if sensitivity:
-        sweep = _reference_sweep(store, a, model_version)
     values: dict[str, object] = {}
     evidence: dict[str, Evidence] = {}
+    plans: list[dict] = []
 
-    def ranged(name: str, factor: str, ops_values: pd.Series, ref_values: pd.Series, *, axis: str,
-               to_param) -> None:
+    def plan(name: str, factor: str, ops_values: pd.Series, ref_values: pd.Series, *, axis: str, to_param,
+             ratio: bool = True) -> None:
         qo, qr = _q(ops_values), _q(ref_values)
-        if not qo or not qr or qr["q50"] == 0:
+        if not qo or not qr or (ratio and qr["q50"] == 0):
             return
-        lo_ratio, hi_ratio = qo["q05"] / qr["q50"], qo["q95"] / qr["q50"]
+        if ratio:
+            lo_ratio, hi_ratio = qo["q05"] / qr["q50"], qo["q95"] / qr["q50"]
+            spread = max(abs(lo_ratio - 1), abs(hi_ratio - 1))
+        else:  # additive factors (hue): differences, not ratios
+            lo_ratio, hi_ratio = qo["q05"] - qr["q50"], qo["q95"] - qr["q50"]
+            spread = max(abs(lo_ratio), abs(hi_ratio))
         d, pval = _effect(a.implicated_factors, factor)
         r10, r90 = np.nanquantile(ref_values.to_numpy(dtype=float), [0.1, 0.9])
         outside = qo["q50"] < r10 or qo["q50"] > r90
-        shifted = max(abs(lo_ratio - 1), abs(hi_ratio - 1)) > min_shift and outside
+        shifted = spread > min_shift and outside
         implicated = d is not None and abs(d) >= min_effect and (pval is None or pval < 0.2)
         lo, hi = to_param(lo_ratio, hi_ratio, qo, qr)
-        fragile = _fragile(sweep, axis, lo, hi, 0.0 if axis in ("noise", "blur") else 1.0, fragile_drop)
+        plans.append(dict(name=name, factor=factor, qo=qo, qr=qr, d=d, shifted=shifted, implicated=implicated,
+                          lo=float(lo), hi=float(hi), axis=axis))
+
+    plan("brightness", "brightness", ops["brightness"], ref["brightness"], axis="brightness",
+         to_param=lambda lo, hi, qo, qr: (min(lo, 1.0), max(hi, 1.0)))
+    cv_ops = ops["contrast"] / ops["brightness"].clip(lower=1e-3)
+    cv_ref = ref["contrast"] / ref["brightness"].clip(lower=1e-3)
+    # both directions: a flatter and a harsher operational contrast each widen the range on their side
+    plan("contrast", "contrast", cv_ops, cv_ref, axis="contrast",
+         to_param=lambda lo, hi, qo, qr: (min(lo, 1.0), max(hi, 1.0)))
+    if "saturation" in ops and "saturation" in ref:
+        plan("saturation", "saturation", ops["saturation"], ref["saturation"], axis="saturation",
+             to_param=lambda lo, hi, qo, qr: (min(lo, 1.0), min(5.0, max(hi, 1.0))))
+    if "hue" in ops and "hue" in ref:
+        plan("hue", "hue", ops["hue"], ref["hue"], axis="hue", ratio=False,
+             to_param=lambda lo, hi, qo, qr: (max(-0.5, min(lo, 0.0)), min(0.5, max(hi, 0.0))))
+    if "object_scale" in ops and "object_scale" in ref:
+        plan("scale", "object_scale", ops["object_scale"], ref["object_scale"], axis="scale",
+             to_param=lambda lo, hi, qo, qr: (max(0.3, min(lo, 1.0)), min(2.0, max(hi, 1.0))))
+    plan("noise", "noise", ops["noise"], ref["noise"], axis="noise",
+         to_param=lambda lo, hi, qo, qr: (0.0, min(1.0, max(0.0, qo["q95"] - qr["q50"]) * 2.0)))
+    if ops["blur"].median() > ref["blur"].median():  # only blurrier operational clips call for blur
+        plan("blur", "blur", ops["blur"], ref["blur"], axis="blur",
+             to_param=lambda lo, hi, qo, qr: (0.1, float(np.clip(3.0 * (qo["q95"] - qr["q50"]), 0.2, 2.0))))
+    sweep = None
+    if sensitivity:
+        # the sweep follows the operational quantiles of every candidate, not a fixed grid
+        ranges = {pl["axis"]: (pl["lo"], pl["hi"]) for pl in plans if pl["shifted"] or pl["implicated"]}
+        sweep = _reference_sweep(store, a, model_version, ranges)
+    for pl in plans:
+        name, factor, qo, qr, lo, hi = pl["name"], pl["factor"], pl["qo"], pl["qr"], pl["lo"], pl["hi"]
+        shifted, implicated = pl["shifted"], pl["implicated"]
+        identity = IDENTITY[pl["axis"]]
+        fragile = _fragile(sweep, pl["axis"], lo, hi, identity, fragile_drop)
         note = (f"operational {factor} q05-q95 {qo['q05']:.3g}-{qo['q95']:.3g} vs {ref_source} median "
-                f"{qr['q50']:.3g}")
+                f"{qr['q50']:.3g}; range {lo:.3g}-{hi:.3g}")
         if not (shifted or implicated):
             note += "; within the reference range and not implicated: no augmentation"
         quantiles = {**{f"ops_{k}": v for k, v in qo.items()}, **{f"ref_{k}": v for k, v in qr.items()}}
+        if sweep is not None and pl["axis"] in set(sweep["axis"]):
+            s_ax = sweep[sweep["axis"] == pl["axis"]]
+            quantiles.update({f"sweep_acc@{v:.3g}": float(acc) for v, acc in zip(s_ax["value"], s_ax["accuracy"],
+                                                                                  strict=True)})
         evidence[name] = Evidence(source="factor-shift",
-                                  neurons=_neurons_for(a.functions, factor), factor=factor, effect_size=d,
+                                  neurons=_neurons_for(a.functions, factor), factor=factor, effect_size=pl["d"],
                                   quantiles=quantiles, supported=bool(fragile), note=note if fragile is not None
                                   else note + "; no sensitivity check")
         if require_support and sweep is not None and not fragile and (shifted or implicated):
             note += "; the model is not fragile inside this range: reported, not applied"
             evidence[name] = replace(evidence[name], note=note)
         elif shifted or implicated:
-            values[name] = (round(float(lo), 4), round(float(hi), 4))
-
-    ranged("brightness", "brightness", ops["brightness"], ref["brightness"], axis="brightness",
-           to_param=lambda lo, hi, qo, qr: (min(lo, 1.0), max(hi, 1.0)))
-    cv_ops = ops["contrast"] / ops["brightness"].clip(lower=1e-3)
-    cv_ref = ref["contrast"] / ref["brightness"].clip(lower=1e-3)
-    ranged("contrast", "contrast", cv_ops, cv_ref, axis="contrast",
-           to_param=lambda lo, hi, qo, qr: (min(lo, 1.0), max(hi, 1.0)))
-    if "object_scale" in ops and "object_scale" in ref:
-        ranged("scale", "object_scale", ops["object_scale"], ref["object_scale"], axis="scale",
-               to_param=lambda lo, hi, qo, qr: (max(0.3, min(lo, 1.0)), min(2.0, max(hi, 1.0))))
-    ranged("noise", "noise", ops["noise"], ref["noise"], axis="noise",
-           to_param=lambda lo, hi, qo, qr: (0.0, max(0.0, qo["q95"] - qr["q50"]) * 2.0))
-    if ops["blur"].median() > ref["blur"].median():  # only blurrier operational clips call for blur
-        ranged("blur", "blur", ops["blur"], ref["blur"], axis="blur",
-               to_param=lambda lo, hi, qo, qr: (0.1, float(np.clip(3.0 * (qo["q95"] - qr["q50"]), 0.2, 2.0))))
+            values[name] = (round(lo, 4), round(hi, 4))
+    _derive_motion(a, ops, ref, ref_source, evidence)
     _derive_crop(a, values, evidence)
     _derive_window(a, values, evidence)
     _derive_class_weights(a, values, evidence)
@@ -406,7 +456,28 @@ def derive_transformation_params(
     return params
 
 
-def _reference_sweep(store, a: Analysis, model_version: str) -> pd.DataFrame | None:
+def _derive_motion(a: Analysis, ops: pd.DataFrame, ref: pd.DataFrame, ref_source: str, evidence: dict) -> None:
+    """Faster or slower operational motion: measured and reported; no training parameter expresses it yet."""
+    if "motion" not in ops or "motion" not in ref:
+        return
+    qo, qr = _q(ops["motion"]), _q(ref["motion"])
+    if not qo or not qr or qr["q50"] <= 0:
+        return
+    ratio = qo["q50"] / qr["q50"]
+    if abs(ratio - 1) <= 0.25:
+        return
+    # A frame stride through the spec would change the operational clips too (the child's endpoint reads them
+    # with it), so a speed change is only reported until per-clip temporal resampling exists.
+    evidence["frame_stride"] = Evidence(
+        source="factor-shift", factor="motion", quantiles={**{f"ops_{k}": v for k, v in qo.items()},
+                                                           **{f"ref_{k}": v for k, v in qr.items()}},
+        effect_size=float(ratio), supported=False,
+        note=f"operational motion {ratio:.2f}x the {ref_source} median; a frame stride would also resample the "
+             "operational clips at serving time: reported, not applied")
+
+
+def _reference_sweep(store, a: Analysis, model_version: str,
+                     ranges: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame | None:
     model = load_version(store, model_version)
     if a.reference_x is not None:
         x, y = a.reference_x, a.reference_y
@@ -418,7 +489,11 @@ def _reference_sweep(store, a: Analysis, model_version: str) -> pd.DataFrame | N
         std = torch.tensor(model.spec.std).view(1, 3, 1, 1, 1)
         x = (torch.from_numpy(a.frames[keep]).permute(0, 4, 1, 2, 3).float() / 255.0 - mean) / std
         y = _targets([a.labels[i] for i in keep], model.classes)
-    return sensitivity_sweep(model, x, y)
+    if ranges is None:
+        return sensitivity_sweep(model, x, y)
+    if not ranges:
+        return None
+    return sensitivity_sweep(model, x, y, axes=quantile_axes(ranges))
 
 
 def _derive_crop(a: Analysis, values: dict, evidence: dict) -> None:
@@ -476,10 +551,28 @@ def _derive_class_weights(a: Analysis, values: dict, evidence: dict) -> None:
     if shares.iloc[0] >= collapsed_share:
         # A model that answers one class for most clips fails globally (drift), not per class:
         # its recall says nothing about which classes are hard, so weights would only skew the child.
-        evidence["class_weights"] = Evidence(
-            source="per-class-error", factor="class", quantiles={f"recall_{c}": r for c, r in recalls.items()},
-            supported=False, note=f"{shares.index[0]!r} is predicted for {shares.iloc[0]:.0%} of clips: a global "
-            "failure, not a per-class one; no class weights")
+        # What the labels say still holds: reweight towards the labelled operational class distribution.
+        ops_share = pd.Series(labels).value_counts(normalize=True)
+        if a.reference_y is not None and len(a.reference_y):
+            ref_idx = pd.Series(np.asarray(a.reference_y)).value_counts(normalize=True)
+            ref_share = pd.Series({a.classes[int(k)]: float(v) for k, v in ref_idx.items()})
+        else:
+            ref_share = pd.Series({c: 1.0 / len(a.classes) for c in a.classes})
+        raw = {c: float(ops_share.get(c, 0.0)) / max(float(ref_share.get(c, 0.0)), 1e-6) for c in recalls}
+        mean = float(np.mean(list(raw.values()))) or 1.0
+        weights = {c: round(float(np.clip(v / mean, 0.25, 4.0)), 4) for c, v in raw.items()}
+        spread = max(weights.values()) / max(min(weights.values()), 1e-6)
+        q = {**{f"recall_{c}": r for c, r in recalls.items()}, **{f"ops_share_{c}": float(ops_share.get(c, 0.0))
+                                                                  for c in recalls}}
+        note = (f"{shares.index[0]!r} is predicted for {shares.iloc[0]:.0%} of clips: a global failure, not a "
+                "per-class one, so recall says nothing; weights follow the labelled operational class shares "
+                "over the reference shares")
+        if spread >= 1.25:
+            values["class_weights"] = weights
+        else:
+            note += f" (spread {spread:.2f}x < 1.25x: the classes are balanced alike, no class weights)"
+        evidence["class_weights"] = Evidence(source="label-distribution", factor="class", quantiles=q,
+                                             effect_size=float(spread), supported=spread >= 1.25, note=note)
         return
     raw = {c: 1.0 - r + 0.25 for c, r in recalls.items()}
     mean = float(np.mean(list(raw.values())))

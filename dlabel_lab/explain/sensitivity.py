@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torchvision.transforms.v2 import functional as TF
@@ -20,10 +21,14 @@ from torchvision.transforms.v2 import functional as TF
 from ..errors import ConfigError
 from ..media.video import ClipSpec
 
-__all__ = ["sensitivity_sweep", "AXES"]
+__all__ = ["sensitivity_sweep", "AXES", "IDENTITY", "quantile_axes"]
 
 #: The axes a sweep can perturb.
-AXES = ("brightness", "contrast", "scale", "noise", "blur")
+AXES = ("brightness", "contrast", "saturation", "hue", "scale", "noise", "blur")
+
+#: Identity value of every axis (the value that changes nothing).
+IDENTITY = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0, "scale": 1.0, "noise": 0.0,
+            "blur": 0.0}
 
 
 def _apply_axis(x01: torch.Tensor, axis: str, value: float, seed: int = 0) -> torch.Tensor:
@@ -34,6 +39,12 @@ def _apply_axis(x01: torch.Tensor, axis: str, value: float, seed: int = 0) -> to
         out = TF.adjust_brightness(frames, value)
     elif axis == "contrast":
         out = TF.adjust_contrast(frames, value)
+    elif axis == "saturation":
+        out = TF.adjust_saturation(frames, value) if c == 3 else frames
+    elif axis == "hue":
+        if not -0.5 <= value <= 0.5:
+            raise ConfigError(f"a hue shift is a fraction of the colour circle in [-0.5, 0.5], got {value!r}")
+        out = TF.adjust_hue(frames, value) if c == 3 else frames
     elif axis == "scale":
         fill = [float(v) for v in frames.mean(dim=(0, 2, 3))]
         out = TF.affine(frames, angle=0.0, translate=[0, 0], scale=value, shear=[0.0, 0.0], fill=fill)
@@ -50,6 +61,30 @@ def _apply_axis(x01: torch.Tensor, axis: str, value: float, seed: int = 0) -> to
     else:
         raise ConfigError(f"unknown sensitivity axis {axis!r}; use one of {AXES}")
     return out.clamp(0, 1).reshape(n, t, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+def quantile_axes(ranges: dict[str, tuple[float, float]], *, points: int = 5) -> dict[str, list[float]]:
+    """Sweep values that follow the ranges to check, not a fixed grid.
+
+    Each axis gets its identity value, both ends of its range and evenly
+    spaced values between the identity and each end (``points`` per side in
+    all), so an operational brightness 4.4x the reference is swept up to 4.4.
+
+    Example:
+        >>> quantile_axes({"brightness": (0.4, 1.0)})["brightness"]
+        [0.4, 0.7, 1.0]
+    """
+    axes = {}
+    for axis, (lo, hi) in ranges.items():
+        if axis not in IDENTITY:
+            raise ConfigError(f"unknown sensitivity axis {axis!r}; use one of {AXES}")
+        ident = IDENTITY[axis]
+        values = {round(ident, 6)}
+        for end in (lo, hi):
+            if abs(end - ident) > 1e-9:
+                values.update(round(float(v), 6) for v in np.linspace(ident, end, max(2, points // 2 + 1)))
+        axes[axis] = sorted(values)
+    return axes
 
 
 def sensitivity_sweep(

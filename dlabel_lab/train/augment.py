@@ -115,3 +115,89 @@ class _RangeNoise(v2.GaussianNoise):
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         return self._call_kernel(F.gaussian_noise, inpt, mean=self.mean, sigma=params["sigma"], clip=self.clip)
+
+
+class _Chain(torch.nn.Module):
+    """Apply clip augmentations one after the other (each a callable on a normalised ``(C, T, H, W)`` clip)."""
+
+    def __init__(self, steps: Sequence[Callable[[torch.Tensor], torch.Tensor]]) -> None:
+        super().__init__()
+        self.steps = list(steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            x = step(x)
+        return x
+
+
+def chain_augments(*steps: Callable[[torch.Tensor], torch.Tensor] | None) -> Callable | None:
+    """One augmentation applying the given ones in order (``None`` entries skipped; ``None`` if all are).
+
+    Example:
+        >>> chain_augments(None, None) is None
+        True
+    """
+    kept = [s for s in steps if s is not None]
+    if not kept:
+        return None
+    return kept[0] if len(kept) == 1 else _Chain(kept)
+
+
+#: The generic augmentation variants :func:`generic_augment` builds.
+GENERIC_VARIANTS = ("affine", "crop")
+
+
+def generic_augment(
+    *,
+    size: tuple[int, int],
+    mean: Sequence[float] = (0.45, 0.45, 0.45),
+    std: Sequence[float] = (0.225, 0.225, 0.225),
+    variant: str = "affine",
+    seed: int | None = None,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The augmentation a practitioner tries first, with the same draw on every frame of a clip.
+
+    ``"affine"``: ``RandomAffine`` (±10°, 10 % shift, zoom 0.7-1.2, background
+    fill); ``"crop"``: ``RandomResizedCrop`` (area 0.5-1, back to ``size``);
+    then, for both, ``ColorJitter`` (brightness, contrast, saturation 0.4, hue
+    0.05), ``GaussianBlur`` (sigma 0.1-1.5, p 0.5) and Gaussian noise (std
+    0-0.05, p 0.5). It is the baseline a derived augmentation must beat, so it
+    uses no knowledge of the operational data.
+
+    Args:
+        size: ``(H, W)`` of the clips (the crop variant resizes back to it).
+        mean: Normalisation mean of the clips.
+        std: Normalisation std of the clips.
+        variant: One of :data:`GENERIC_VARIANTS`.
+        seed: Seed of a reproducible sequence of draws (``None``: global RNG).
+
+    Example:
+        >>> aug = generic_augment(size=(16, 16), seed=0)
+        >>> aug(torch.zeros(3, 4, 16, 16)).shape
+        torch.Size([3, 4, 16, 16])
+    """
+    if variant not in GENERIC_VARIANTS:
+        raise ConfigError(f"generic augmentation variant must be one of {GENERIC_VARIANTS}, got {variant!r}")
+    mean_t, std_t = [float(m) for m in mean], [float(s) for s in std]
+    if len(mean_t) != len(std_t) or min(std_t) <= 0:
+        raise ConfigError(f"generic_augment needs as many mean as std values, std > 0; got {mean!r}, {std!r}")
+    if variant == "affine":
+        geometry = _BackgroundAffine(degrees=10.0, translate=(0.1, 0.1), scale=(0.7, 1.2),
+                                     interpolation=v2.InterpolationMode.BILINEAR, fill=mean_t)
+    else:
+        geometry = v2.RandomResizedCrop(size=list(size), scale=(0.5, 1.0), antialias=True)
+    return _ClipCompose(
+        [
+            _ToVideo(),
+            v2.Normalize(mean=[-m / s for m, s in zip(mean_t, std_t, strict=True)], std=[1.0 / s for s in std_t]),
+            geometry,
+            v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4 if len(mean_t) == 3 else 0.0,
+                           hue=0.05 if len(mean_t) == 3 else 0.0),
+            v2.RandomApply([_ClipBlur(sigma=(0.1, 1.5))], p=0.5),
+            v2.RandomApply([_RangeNoise(sigma=(0.0, 0.05))], p=0.5),
+            _Clamp01(),
+            v2.Normalize(mean=mean_t, std=std_t),
+            _FromVideo(),
+        ],
+        seed=seed,
+    )

@@ -40,12 +40,14 @@ from .augment import (
 
 __all__ = ["Evidence", "TransformationParams", "class_weight_tensor", "PARAM_NAMES", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: saturation and hue
 
 #: Parameter names, in the order they are described and applied.
 PARAM_NAMES = (
     "brightness",
     "contrast",
+    "saturation",
+    "hue",
     "scale",
     "blur",
     "noise",
@@ -55,8 +57,8 @@ PARAM_NAMES = (
     "frame_stride",
     "class_weights",
 )
-_RANGES = ("brightness", "contrast", "scale", "blur", "noise")
-_AUGMENTS = ("brightness", "contrast", "scale", "blur", "noise", "translate")
+_RANGES = ("brightness", "contrast", "saturation", "scale", "blur", "noise")
+_AUGMENTS = ("brightness", "contrast", "saturation", "hue", "scale", "blur", "noise", "translate")
 
 
 # --- evidence --------------------------------------------------------------------
@@ -148,7 +150,11 @@ class TransformationParams:
 
     Args:
         brightness: Multiplicative brightness factor range, e.g. ``(0.6, 1.4)``.
-        contrast: Multiplicative contrast factor range.
+        contrast: Multiplicative contrast factor range (both directions:
+            ``(0.5, 1.6)`` lowers and raises contrast).
+        saturation: Multiplicative saturation factor range.
+        hue: Hue shift range as a fraction of the colour circle, within
+            ``[-0.5, 0.5]``.
         scale: Zoom factor range; below 1 zooms out (objects get smaller, the
             border is padded with the normalisation mean), above 1 zooms in.
         blur: Gaussian blur sigma range in pixels, ``0 < lo <= hi``.
@@ -175,6 +181,8 @@ class TransformationParams:
 
     brightness: tuple[float, float] | None = None
     contrast: tuple[float, float] | None = None
+    saturation: tuple[float, float] | None = None
+    hue: tuple[float, float] | None = None
     scale: tuple[float, float] | None = None
     blur: tuple[float, float] | None = None
     noise: tuple[float, float] | None = None
@@ -220,12 +228,46 @@ class TransformationParams:
         :meth:`reject`, so their evidence stays on record.
 
         Example:
-            >>> from dlabel_lab.transforms import Evidence
+            >>> from dlabel_lab.train.transforms import Evidence
             >>> p = TransformationParams(blur=(0.5, 1.0), evidence={"blur": Evidence(supported=False)})
             >>> p.supported_only().blur is None
             True
         """
         return self.reject([n for n, ev in self.evidence.items() if not ev.supported], note="not supported")
+
+    def for_operational(self) -> tuple[TransformationParams, dict[str, str]]:
+        """The part of the augmentation that also makes sense on operational (drifted) clips.
+
+        A derived range usually maps the reference (lab) clips into the
+        operational regime (e.g. brightness 0.35-1.0: darker); applied to
+        clips that already are operational it would push them beyond it. Only
+        ranges that reach both sides of "no change" (an invariance, such as
+        contrast 0.7-1.4 or zoom 0.8-1.2) and shifts are kept; crop, window,
+        stride and class weights act through the spec and the loss, not here.
+
+        Returns:
+            The kept parameters and, per dropped augmentation, why.
+
+        Example:
+            >>> kept, why = TransformationParams(brightness=(0.4, 1.0), contrast=(0.7, 1.4)).for_operational()
+            >>> kept.brightness, kept.contrast, sorted(why)
+            (None, (0.7, 1.4), ['brightness'])
+        """
+        identity = {"brightness": 1.0, "contrast": 1.0, "scale": 1.0, "saturation": 1.0}
+        drop, why = [], {}
+        for name in _AUGMENTS:
+            value = getattr(self, name)
+            if value is None or name == "translate":
+                continue
+            if name in ("blur", "noise"):
+                drop.append(name)
+                why[name] = "adds degradation the operational clips already carry"
+            elif name == "hue":
+                continue
+            elif not (value[0] < identity[name] < value[1]):
+                drop.append(name)
+                why[name] = f"one-sided range {value} maps lab clips into the operational regime"
+        return replace(self, **{n: None for n in drop}), why
 
     # -- inspection ------------------------------------------------------------
     def is_empty(self) -> bool:
@@ -431,6 +473,10 @@ class TransformationParams:
             steps.append(v2.ColorJitter(brightness=self.brightness))
         if self.contrast is not None:
             steps.append(v2.ColorJitter(contrast=self.contrast))
+        if self.saturation is not None and len(mean_t) == 3:
+            steps.append(v2.ColorJitter(saturation=self.saturation))
+        if self.hue is not None and len(mean_t) == 3:
+            steps.append(v2.ColorJitter(hue=self.hue))
         if self.blur is not None:
             steps.append(_ClipBlur(sigma=self.blur))
         if self.noise is not None:
@@ -506,6 +552,7 @@ def _validate(params: TransformationParams) -> None:
     limits = {
         "brightness": dict(min_lo=0.0, strict=False),
         "contrast": dict(min_lo=0.0, strict=False),
+        "saturation": dict(min_lo=0.0, strict=False),
         "scale": dict(min_lo=0.0, strict=True),
         "blur": dict(min_lo=0.0, strict=True, max_hi=50.0),
         "noise": dict(min_lo=0.0, strict=False, max_hi=1.0),
@@ -514,6 +561,11 @@ def _validate(params: TransformationParams) -> None:
         value = getattr(params, name)
         if value is not None:
             put(name, _check_range(value, name, **limits[name]))
+    if params.hue is not None:
+        lo, hi = _pair(params.hue, "hue")
+        if not -0.5 <= lo <= hi <= 0.5:
+            raise ConfigError(f"TransformationParams.hue must satisfy -0.5 <= lo <= hi <= 0.5, got {params.hue!r}")
+        put("hue", (lo, hi))
     if params.translate is not None:
         fx, fy = _pair(params.translate, "translate")
         if not (0 <= fx <= 1 and 0 <= fy <= 1):
