@@ -268,6 +268,15 @@ class LoggingMixin:
             self._next_label_id = first + n
         return cols["label_id"]
 
+    def label_sources(self) -> list[str]:
+        """The distinct sources of user scores (``"human"``, ``"auto"``, ``"audit"``, ...), sorted.
+
+        Example:
+            >>> store.label_sources()  # doctest: +SKIP
+            ['audit', 'auto', 'human']
+        """
+        return [row[0] for row in self._rows("SELECT DISTINCT source FROM user_scores ORDER BY source")]
+
     def score_history(self, scoring_id: str | None = None) -> pd.DataFrame:
         """Every user score, oldest first (one clip's, or all); the last per clip is the one that counts.
 

@@ -71,6 +71,7 @@ class DatasetBrowser(widgets.VBox):
         self.label = widgets.Dropdown(description="user label", style=style)
         self.prediction = widgets.Dropdown(description="prediction", style=style)
         self.tag = widgets.Dropdown(description="tag", style=style)
+        self.source = widgets.Dropdown(description="label source", style=style)
         self.correct = widgets.ToggleButtons(options=[("all", None), ("correct", True), ("wrong", False)], value=None)
         self.confidence = widgets.FloatRangeSlider(value=(0.0, 1.0), min=0.0, max=1.0, step=0.01,
                                                    description="confidence", readout_format=".2f", style=style)
@@ -87,7 +88,7 @@ class DatasetBrowser(widgets.VBox):
         self._quiet = False
         self._classes: list[str] = []
         self.update_options()
-        for w in (self.version, self.label, self.prediction, self.tag, self.correct, self.confidence):
+        for w in (self.version, self.label, self.prediction, self.tag, self.source, self.correct, self.confidence):
             w.observe(self.refresh, names="value")
         self.select.observe(self.show_row, names="value")
         tabs = widgets.Tab([
@@ -96,7 +97,8 @@ class DatasetBrowser(widgets.VBox):
         ], titles=("clips", "table", "metrics", "unmatched"))
         super().__init__([
             widgets.HBox([self.version, self.label, self.prediction, self.tag]),
-            widgets.HBox([self.correct, self.confidence, self.reload_button]), self.count, tabs, self.output,
+            widgets.HBox([self.source, self.correct, self.confidence, self.reload_button]), self.count, tabs,
+            self.output,
         ])
         self.refresh()
 
@@ -123,6 +125,10 @@ class DatasetBrowser(widgets.VBox):
             keep = self.tag.value
             self.tag.options = [("any", None)] + [(t, t) for t in tags]
             self.tag.value = keep if keep in tags else None
+            sources = self.store.label_sources()
+            keep = self.source.value
+            self.source.options = [("any", None)] + [(x, x) for x in sources]
+            self.source.value = keep if keep in sources else None
         finally:
             self._quiet = False
 
@@ -137,6 +143,7 @@ class DatasetBrowser(widgets.VBox):
         given = {
             "model_version": self.version.value, "label": self.label.value, "prediction": self.prediction.value,
             "correct": self.correct.value, "tags": None if self.tag.value is None else [self.tag.value],
+            "label_source": self.source.value,
             "min_confidence": lo if lo > 0 else None, "max_confidence": hi if hi < 1 else None,
         }
         return {k: v for k, v in given.items() if v is not None}

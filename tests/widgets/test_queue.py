@@ -52,3 +52,19 @@ def test_a_bad_label_is_shown_not_raised_and_bad_arguments_are_refused(queued):
     assert store.score_history().iloc[-1]["author"] == "ana"
     with pytest.raises(dl.ConfigError, match="what suggest"):
         LabelQueue(store, queue.table, classes=CLASSES)
+
+
+def test_the_dataset_browser_filters_by_label_source(queued):
+    from dlabel_lab.widgets import DatasetBrowser
+
+    store, queue = queued
+    w = LabelQueue(store, queue, classes=CLASSES)
+    w.buttons["circle"].click()
+    store.log_score(queue.scoring_ids[1], "square", source="auto", author="shapes-v1")
+    browser = DatasetBrowser(store)
+    assert [v for _, v in browser.source.options] == [None, "auto", "human"]
+    browser.source.value = "auto"
+    assert browser.records["scoring_id"].tolist() == [queue.scoring_ids[1]]
+    assert browser.filters()["label_source"] == "auto"
+    browser.source.value = "human"
+    assert len(browser.records) == 4  # three labelled at ingest, one from the queue
