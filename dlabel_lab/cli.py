@@ -93,13 +93,12 @@ def _print_skipped(manifest: Path, skipped: list[dict]) -> None:
 
 
 def _ingest_rows(ingest, rows: list[dict], manifest: Path, skipped: list[dict], args) -> list:
-    """Score manifest rows batch by batch; a failing batch is retried clip by clip to name the bad row.
+    """Score manifest rows; every clip that cannot be read is named by its manifest line.
 
-    Bad rows are appended to ``skipped`` with ``--skip-bad``; without it the first
-    one raises its own error type, its message naming the manifest and the line.
+    Bad rows are appended to ``skipped`` with ``--skip-bad``; without it the clips
+    before the first bad one are scored and it raises its own error type, its
+    message naming the manifest and the line.
     """
-    from tqdm.auto import tqdm
-
     from .errors import MediaError, UnknownLabel
 
     def bad(row: dict, reason: str, error: Exception) -> None:
@@ -112,11 +111,6 @@ def _ingest_rows(ingest, rows: list[dict], manifest: Path, skipped: list[dict], 
             raise typed from None
         skipped.append({"row": row["row"], "path": row["given"], "reason": reason})
 
-    def score(chunk: list[dict]) -> list:
-        labels = None if args.no_labels else [r["label"] for r in chunk]
-        return ingest.score_many([r["path"] for r in chunk], labels, batch_size=len(chunk), on_error="raise",
-                                 progress=False)
-
     base = manifest.parent
     for r in rows:
         path = Path(r["path"])
@@ -128,21 +122,13 @@ def _ingest_rows(ingest, rows: list[dict], manifest: Path, skipped: list[dict], 
                 UnknownLabel(r["label"]))
         else:
             good.append(r)
-    results: list = []
-    size = max(1, int(ingest.model_endpoint.batch_size))
-    with tqdm(total=len(good), unit="clip", desc=f"ingesting with {ingest.model_version}",
-              disable=args.no_progress) as bar:
-        for start in range(0, len(good), size):
-            chunk = good[start : start + size]
-            try:
-                results.extend(score(chunk))  # a failing batch logs nothing
-            except MediaError:
-                for r in chunk:
-                    try:
-                        results.extend(score([r]))
-                    except MediaError as error:
-                        bad(r, f"clip {r['path']}: {type(error).__name__}: {error}", error)
-            bar.update(len(chunk))
+    failures: list = []
+    results = ingest.score_many([r["path"] for r in good], None if args.no_labels else [r["label"] for r in good],
+                                on_error="skip" if args.skip_bad else "stop", failures=failures,
+                                progress=not args.no_progress)
+    for index, error in failures:
+        r = good[index]
+        bad(r, f"clip {r['path']}: {type(error).__name__}: {error}", error)
     skipped.sort(key=lambda p: p["row"])
     return results
 

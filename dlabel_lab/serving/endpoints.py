@@ -240,7 +240,7 @@ class IngestEndpoint:
         return self.score_many([source], None if label is None else [label], progress=False)[0]
 
     def score_many(self, sources: Sequence, labels: Sequence[str | None] | None = None, *,
-                   batch_size: int | None = None, on_error: str = "raise",
+                   batch_size: int | None = None, on_error: str = "raise", failures: list | None = None,
                    progress: bool = True) -> list[ScoringResult]:
         """Score clips in batches, with a progress bar.
 
@@ -248,9 +248,12 @@ class IngestEndpoint:
             sources: Paths or bytes.
             labels: User scores, one per source (``None`` entries allowed).
             batch_size: Clips per batch; default the model endpoint's.
-            on_error: ``"raise"`` stops at the first bad clip (clips of earlier
-                batches stay logged; the bad batch logs nothing); ``"skip"``
-                leaves bad clips out and returns results for the rest.
+            on_error: What a clip that cannot be read does. ``"raise"`` stops
+                at it (clips of earlier batches stay logged; the bad batch logs
+                nothing); ``"skip"`` leaves it out and goes on; ``"stop"``
+                logs the clips before it and returns without raising.
+            failures: With ``"skip"`` or ``"stop"``, ``(index, error)`` of each
+                clip left out is appended here (index into ``sources``).
             progress: Show a tqdm progress bar.
 
         Raises:
@@ -261,36 +264,43 @@ class IngestEndpoint:
         labels = [None] * len(sources) if labels is None else list(labels)
         if len(labels) != len(sources):
             raise ConfigError(f"{len(labels)} labels for {len(sources)} clips; pass one label (or None) per clip")
-        if on_error not in ("raise", "skip"):
-            raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if on_error not in ("raise", "skip", "stop"):
+            raise ConfigError(f"on_error must be 'raise', 'skip' or 'stop', got {on_error!r}")
         self._check_labels(labels)
         bs = batch_size or self.model_endpoint.batch_size
         results: list[ScoringResult] = []
         bar = tqdm(total=len(sources), desc=f"scoring with {self.model_version}", unit="clip", disable=not progress)
         raws: list[dict] = []
+        stopped = False
         try:
             for start in range(0, len(sources), bs):
                 items, raws = [], []
-                for src, lab in zip(sources[start : start + bs], labels[start : start + bs], strict=True):
+                for index in range(start, min(start + bs, len(sources))):
                     try:
-                        item, raw = self._prepare(src, lab)
-                    except MediaError:
+                        item, raw = self._prepare(sources[index], labels[index])
+                    except MediaError as error:
                         if on_error == "raise":
                             raise
+                        if failures is not None:
+                            failures.append((index, error))
                         bar.update(1)
+                        stopped = on_error == "stop"
+                        if stopped:
+                            break
                         continue
                     item.scoring_id = raw["scoring_id"] = self.store.new_scoring_id()
                     items.append(item)
                     raws.append(raw)
-                if not items:
-                    continue
-                earlier = self.store.first_scoring_ids([raw["staged"].sha256 for raw in raws])
-                for item, sha in zip(items, self.store.log_raw_many(raws), strict=True):
-                    item.sha256 = sha
-                    item.duplicate_of = earlier.get(sha)
-                self._log_duplicates(items)
-                results.extend(self.model_endpoint.score_batch(items))
-                bar.update(len(items))
+                if items:
+                    earlier = self.store.first_scoring_ids([raw["staged"].sha256 for raw in raws])
+                    for item, sha in zip(items, self.store.log_raw_many(raws), strict=True):
+                        item.sha256 = sha
+                        item.duplicate_of = earlier.get(sha)
+                    self._log_duplicates(items)
+                    results.extend(self.model_endpoint.score_batch(items))
+                    bar.update(len(items))
+                if stopped:
+                    break
         finally:
             bar.close()
             for raw in raws:  # staged copies of a batch that failed before it was logged

@@ -152,3 +152,16 @@ def test_logged_clips_are_decoded_from_their_verified_file(ingest, store, shape_
     path.write_bytes(path.read_bytes()[:-1] + b"\0")
     with pytest.raises(dl.StoreCorrupt, match="no longer matches its sha256"):
         dl.replay(store, result.scoring_id, result.model_version)
+
+
+def test_score_many_names_the_clips_it_leaves_out_and_can_stop_at_the_first(ingest, store, tmp_path, shape_rows):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    paths = [shape_rows[0]["path"], bad, shape_rows[1]["path"]]
+    failures: list = []
+    results = ingest.score_many(paths, on_error="skip", failures=failures, progress=False)
+    assert len(results) == 2 and [(i, type(e)) for i, e in failures] == [(1, dl.UnsupportedMedia)]
+    failures.clear()
+    results = ingest.score_many(paths, on_error="stop", failures=failures, progress=False)
+    assert len(results) == 1 and [i for i, _ in failures] == [1]  # the clip before is logged, none after
+    assert len(store.matched().df()) == 3 and _staging(store) == []
