@@ -252,6 +252,31 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def already_stored(final: Path, size: int) -> bool:
+    """Whether a content-addressed file of this size is already in place (its name is the sha256).
+
+    Example:
+        >>> already_stored(Path("/nonexistent"), 3)
+        False
+    """
+    with contextlib.suppress(FileNotFoundError):
+        return final.stat().st_size == size
+    return False
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` (and parents) if missing, and fsync its parent so the new entry is durable."""
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(folder.parent)
+
+
+def rename_into_place(tmp: Path, final: Path) -> None:
+    """Rename a complete, fsynced temp file to its final name and fsync the folder."""
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
 def write_media(root: Path, relpath: str, data: bytes | bytearray | memoryview) -> None:
     """Write ``data`` to ``root/relpath`` atomically: temp file, fsync, rename, fsync the folder.
 
@@ -262,14 +287,10 @@ def write_media(root: Path, relpath: str, data: bytes | bytearray | memoryview) 
         >>> write_media(Path("runs/store"), "media/ab/ab12.mp4", b"...")  # doctest: +SKIP
     """
     final = root / relpath
-    with contextlib.suppress(FileNotFoundError):
-        if final.stat().st_size == len(data):
-            return
-    folder = final.parent
-    if not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        _fsync_dir(folder.parent)
-    tmp = folder / f"{TEMP_PREFIX}{final.name}-{os.getpid()}-{os.urandom(4).hex()}"
+    if already_stored(final, len(data)):
+        return
+    make_folder(final.parent)
+    tmp = final.parent / f"{TEMP_PREFIX}{final.name}-{os.getpid()}-{os.urandom(4).hex()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -281,8 +302,7 @@ def write_media(root: Path, relpath: str, data: bytes | bytearray | memoryview) 
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
-    os.replace(tmp, final)
-    _fsync_dir(folder)
+    rename_into_place(tmp, final)
 
 
 def clean_temp_media(media_dir: Path) -> int:

@@ -16,14 +16,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MediaTooLarge
-from .io import TEMP_PREFIX, _fsync_dir
+from .io import TEMP_PREFIX, already_stored, make_folder, rename_into_place
 
 __all__ = ["StagedMedia", "stage_file", "stage_bytes", "commit_staged", "discard_staged"]
 
@@ -121,21 +120,16 @@ def commit_staged(root: Path, staged: StagedMedia, relpath: str) -> None:
         >>> commit_staged(Path("runs/store"), staged, "media/ab/ab12.mp4")  # doctest: +SKIP
     """
     final = root / relpath
-    with contextlib.suppress(FileNotFoundError):
-        if final.stat().st_size == staged.size:
-            staged.path.unlink(missing_ok=True)
-            return
-    folder = final.parent
-    if not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        _fsync_dir(folder.parent)
+    if already_stored(final, staged.size):
+        staged.path.unlink(missing_ok=True)
+        return
+    make_folder(final.parent)
     fd = os.open(staged.path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(staged.path, final)
-    _fsync_dir(folder)
+    rename_into_place(staged.path, final)
 
 
 def discard_staged(staged: StagedMedia) -> None:
