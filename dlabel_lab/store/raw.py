@@ -234,11 +234,28 @@ class RawMixin:
             >>> store.raw_path(sid).suffix  # doctest: +SKIP
             '.mp4'
         """
+        return self._media(scoring_id)[0]
+
+    def _media(self, scoring_id: str) -> tuple[Path, str]:
+        """(absolute path, recorded sha256) of a scoring event's clip file."""
         io.check_scoring_id(scoring_id)
-        found = self._rows("SELECT media_relpath FROM raw_payloads WHERE scoring_id = ?", [scoring_id])
+        found = self._rows("SELECT media_relpath, sha256 FROM raw_payloads WHERE scoring_id = ?", [scoring_id])
         if not found:
             raise UnknownRecord(f"no raw payload is logged under scoring id {scoring_id}; log it with log_raw()")
-        return self.path / found[0][0]
+        return self.path / found[0][0], found[0][1]
+
+    def _checked(self, scoring_id: str, read):  # noqa: ANN202 - returns what ``read`` returns
+        """``read(path) -> (digest, value)`` on the clip file; the value once the digest matches the record."""
+        path, sha = self._media(scoring_id)
+        try:
+            digest, value = read(path)
+        except FileNotFoundError:
+            raise StoreCorrupt(
+                f"the media file {path} of {scoring_id} is missing; restore media/ from a backup"
+            ) from None
+        if digest != sha:
+            raise StoreCorrupt(f"the media file {path} of {scoring_id} no longer matches its sha256; restore it")
+        return value
 
     def verified_raw_path(self, scoring_id: str) -> Path:
         """The clip file of ``scoring_id`` after checking it against its sha256 (streamed, 1 MiB blocks).
@@ -253,17 +270,7 @@ class RawMixin:
         Example:
             >>> read_clip(store.verified_raw_path(sid))  # doctest: +SKIP
         """
-        path = self.raw_path(scoring_id)
-        sha = self._rows("SELECT sha256 FROM raw_payloads WHERE scoring_id = ?", [scoring_id])[0][0]
-        try:
-            found = io.sha256_file(path)
-        except FileNotFoundError:
-            raise StoreCorrupt(
-                f"the media file {path} of {scoring_id} is missing; restore media/ from a backup"
-            ) from None
-        if found != sha:
-            raise StoreCorrupt(f"the media file {path} of {scoring_id} no longer matches its sha256; restore it")
-        return path
+        return self._checked(scoring_id, lambda path: (io.sha256_file(path), path))
 
     def raw_bytes(self, scoring_id: str) -> bytes:
         """The clip bytes logged under ``scoring_id``, checked against their sha256.
@@ -276,14 +283,8 @@ class RawMixin:
             >>> store.raw_bytes(sid)[:4]  # doctest: +SKIP
             b'\\x00\\x00\\x00\\x18'
         """
-        path = self.raw_path(scoring_id)
-        sha = self._rows("SELECT sha256 FROM raw_payloads WHERE scoring_id = ?", [scoring_id])[0][0]
-        try:
+        def read(path: Path) -> tuple[str, bytes]:
             data = path.read_bytes()
-        except FileNotFoundError:
-            raise StoreCorrupt(
-                f"the media file {path} of {scoring_id} is missing; restore media/ from a backup"
-            ) from None
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise StoreCorrupt(f"the media file {path} of {scoring_id} no longer matches its sha256; restore it")
-        return data
+            return hashlib.sha256(data).hexdigest(), data
+
+        return self._checked(scoring_id, read)
