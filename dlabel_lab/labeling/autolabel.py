@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, UnknownRecord
-from .calibration import apply_temperature, calibrate
+from .calibration import _calibrate, apply_temperature, stack_column
 
 __all__ = ["AuditReport", "AutoLabelResult", "audit_report", "autolabel", "choose_threshold", "exact_interval"]
 
@@ -155,10 +155,10 @@ def autolabel(store, model_version: str, *, target_precision: float = 0.95, audi
     """
     if not 0 <= audit_rate <= 1:
         raise ConfigError(f"audit_rate must be in [0, 1], got {audit_rate!r}")
-    cal = calibrate(store, model_version)
     scored = store.matched(model_version=model_version).df()
+    cal = _calibrate(store, model_version, scored, scoring_ids=None, save=True, n_bins=10)
     val = scored[scored["scoring_id"].isin(set(cal.scoring_ids))]
-    val_probs = apply_temperature(np.stack(val["probabilities"].map(np.asarray).tolist()), cal.temperature)
+    val_probs = apply_temperature(stack_column(val, "probabilities"), cal.temperature)
     threshold, stats = choose_threshold(val_probs.max(axis=1), (val["predicted_label"] == val["user_label"]),
                                         target_precision=target_precision, min_support=min_support)
     if pool is None:
@@ -167,9 +167,7 @@ def autolabel(store, model_version: str, *, target_precision: float = 0.95, audi
         wanted = set(map(str, pool))
         candidates = scored[scored["scoring_id"].isin(wanted) & scored["user_label"].isna()]
     candidates = candidates.sort_values("scoring_id").reset_index(drop=True)
-    probs = (apply_temperature(np.stack(candidates["probabilities"].map(np.asarray).tolist()), cal.temperature)
-             if len(candidates) else np.zeros((0, 1)))
-    conf = probs.max(axis=1) if len(candidates) else np.zeros(0)
+    conf = apply_temperature(stack_column(candidates, "probabilities"), cal.temperature).max(axis=1)
     take = conf >= threshold if threshold is not None else np.zeros(len(candidates), dtype=bool)
     labelled = pd.DataFrame({"scoring_id": candidates["scoring_id"][take].to_numpy(),
                              "label": candidates["predicted_label"][take].to_numpy(), "confidence": conf[take]})

@@ -28,9 +28,21 @@ import pandas as pd
 from ..errors import ConfigError
 from ..evaluation import evaluate
 
-__all__ = ["Calibration", "apply_temperature", "calibrate", "fit_temperature"]
+__all__ = ["Calibration", "apply_temperature", "calibrate", "fit_temperature", "stack_column"]
 
 _EPS = 1e-12
+
+
+def stack_column(frame: pd.DataFrame, column: str, *, width: int = 1) -> np.ndarray:
+    """A list column of ``matched()`` (``probabilities``, ``embedding``) as one ``(N, D)`` array.
+
+    Example:
+        >>> stack_column(pd.DataFrame({"p": [[0.2, 0.8], [0.5, 0.5]]}), "p").shape
+        (2, 2)
+    """
+    if frame.empty:
+        return np.zeros((0, width))
+    return np.stack(frame[column].map(np.asarray).tolist())
 
 
 def apply_temperature(probabilities, temperature: float) -> np.ndarray:
@@ -130,9 +142,15 @@ def calibrate(store, model_version: str, *, scoring_ids: Sequence[str] | None = 
         >>> calibrate(store, "shapes-v1").temperature  # doctest: +SKIP
         2.31
     """
+    return _calibrate(store, model_version, store.matched(model_version=model_version).df(),
+                      scoring_ids=scoring_ids, save=save, n_bins=n_bins)
+
+
+def _calibrate(store, model_version: str, df: pd.DataFrame, *, scoring_ids: Sequence[str] | None, save: bool,
+               n_bins: int) -> Calibration:
+    """:func:`calibrate` on the version's ``matched()`` rows already read (auto-labelling reuses them)."""
     info = store.get_model(model_version)
     classes = json.loads(info["classes"]) if isinstance(info["classes"], str) else list(info["classes"])
-    df = store.matched(model_version=model_version).df()
     df = df[df["user_label"].notna() & df["user_label"].isin(classes)]
     if scoring_ids is not None:
         df = df[df["scoring_id"].isin(set(map(str, scoring_ids)))]
@@ -143,7 +161,7 @@ def calibrate(store, model_version: str, *, scoring_ids: Sequence[str] | None = 
     if len(df) < 10:
         raise ConfigError(f"calibrating {model_version} needs at least 10 labelled clips it did not train on; "
                           f"found {len(df)}. Label more scored clips first.")
-    probs = np.stack(df["probabilities"].map(np.asarray).tolist())
+    probs = stack_column(df, "probabilities")
     y = df["user_label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     t = fit_temperature(probs, y)
     after = apply_temperature(probs, t)

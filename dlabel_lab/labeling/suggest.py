@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, UnknownRecord
+from .calibration import stack_column
 from .strategies import STRATEGIES, select
 
 __all__ = ["Suggestion", "suggest"]
@@ -109,9 +110,9 @@ def suggest(
         raise ConfigError(f"the pool is empty: every clip {model_version} scored has a user score; score new clips")
     candidates = candidates.sort_values("scoring_id").reset_index(drop=True)
     labelled = scored[scored["user_label"].notna()]
-    probs = np.stack(candidates["probabilities"].map(np.asarray).tolist())
-    emb = np.stack(candidates["embedding"].map(np.asarray).tolist())
-    lab_emb = np.stack(labelled["embedding"].map(np.asarray).tolist()) if len(labelled) else None
+    probs = stack_column(candidates, "probabilities")
+    emb = stack_column(candidates, "embedding")
+    lab_emb = stack_column(labelled, "embedding") if len(labelled) else None
     mc = _mc_probabilities(store, model_version, candidates, mc_passes, seed) if strategy == "bald" else None
     params = {"strategy": strategy, "model_version": model_version, "budget": int(budget), "pool": pool_desc,
               "pool_size": len(candidates), "seed": seed, **({"mc_passes": mc_passes} if mc is not None else {})}
