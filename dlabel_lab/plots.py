@@ -39,6 +39,7 @@ __all__ = [
     "plot_learning_curves",
     "plot_neuron_functions",
     "plot_accuracy_sweep",
+    "plot_interval",
     "save_figure",
 ]
 
@@ -206,6 +207,29 @@ def plot_reliability(
         'reliability (ECE = 0.200)'
     """
     return ReliabilityDisplay.from_predictions(confidence, correct, n_bins=n_bins).plot(ax=ax)
+
+
+def plot_interval(estimate: float | None, low: float, high: float, *, target: float | None = None,
+                  label: str = "precision", ax: Axes | None = None) -> Axes:
+    """One proportion with its confidence interval on [0, 1], and the target it must clear.
+
+    Example:
+        >>> ax = plot_interval(0.9, 0.7, 0.98, target=0.95, label="auto-label precision")
+        >>> ax.get_xlabel()
+        'auto-label precision'
+    """
+    ax = _axes(ax, figsize=(5.0, 1.6))
+    if estimate is not None:
+        ax.errorbar([estimate], [0], xerr=[[estimate - low], [high - estimate]], fmt="o", capsize=6,
+                    label=f"{estimate:.3f} [{low:.3f}, {high:.3f}]")
+    if target is not None:
+        ax.axvline(target, color="tab:red", ls="--", label=f"target {target:.2f}")
+    ax.set_xlim(0, 1.02)
+    ax.set_yticks([])
+    ax.set_xlabel(label)
+    if estimate is not None or target is not None:
+        ax.legend(loc="lower left", fontsize="small")
+    return ax
 
 
 def plot_slices_before_after(df: pd.DataFrame, *, metric: str = "accuracy", ax: Axes | None = None) -> Axes:

@@ -18,6 +18,7 @@ from dlabel_lab.plots import (  # noqa: E402
     plot_confusion,
     plot_filmstrip,
     plot_frame_attribution,
+    plot_interval,
     plot_learning_curves,
     plot_neuron_functions,
     plot_reliability,
@@ -186,3 +187,12 @@ def test_save_figure_writes_png(tmp_path):
     assert save_figure(axes, tmp_path / "overlay.png").stat().st_size > 0
     with pytest.raises(ConfigError):
         save_figure("not a figure", tmp_path / "x.png")
+
+
+def test_plot_interval_draws_the_estimate_its_interval_and_the_target():
+    ax = plot_interval(0.8, 0.6, 0.9, target=0.95, label="auto-label precision")
+    assert len(ax.containers) == 1  # the error bar
+    assert ax.get_xlabel() == "auto-label precision" and ax.get_xlim() == (0.0, 1.02)
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["0.800 [0.600, 0.900]", "target 0.95"]
+    empty = plot_interval(None, 0.0, 1.0)  # nothing audited yet: only the axis
+    assert empty.containers == [] and empty.get_legend() is None
