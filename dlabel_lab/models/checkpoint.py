@@ -29,6 +29,7 @@ import safetensors.torch
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from ..store.io import sha256_file
 
 __all__ = [
     "file_sha256",
@@ -60,17 +61,13 @@ def is_url(text: str) -> bool:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 (hex) of a file's bytes.
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks (the store's own digest).
 
     Example:
         >>> file_sha256("model.safetensors")  # doctest: +SKIP
         '3f1c...'
     """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(Path(path))
 
 
 def write_checkpoint(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], metadata: dict) -> str:
