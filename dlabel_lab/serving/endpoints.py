@@ -30,7 +30,6 @@ from ..media.checks import _check_path
 from ..media.video import (
     ClipSpec,
     check_container_file,
-    check_file_size,
     read_checked_file,
     spec_from_record,
     tensor_digest,
@@ -351,7 +350,6 @@ class IngestEndpoint:
 def _stage_source(store, source, spec: ClipSpec) -> tuple[StagedMedia, str, str]:
     """Check a source (path or bytes) and copy it into the store's staging folder; (staged, name, suffix)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        check_file_size(memoryview(source).nbytes, spec, "the given bytes")
         return store.stage_media(source, max_bytes=spec.max_file_bytes), "<bytes>", ""
     if not isinstance(source, (str, os.PathLike)):
         raise UnsupportedMedia(f"a clip source must be a path or bytes, got {type(source).__name__}")
