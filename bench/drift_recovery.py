@@ -150,50 +150,63 @@ def one_seed(root: Path, seed: int, drifts: list[str], args, on_result) -> None:
     with dl.PayloadStore(store_dir) as store:
         v1 = dl.train_initial(store, train, name=args.dataset, spec=spec, epochs=args.epochs, seed=seed,
                               progress=False)
-    model1 = None
     for k, drift in enumerate(drifts):
-        t0 = time.perf_counter()
-        ops = make_clips(args.dataset, data / f"ops_{drift}", args.ops, base + 100 + k, drift, args)
-        test = make_clips(args.dataset, data / f"test_{drift}", args.test, base + 200 + k, drift, args)
-        shutil.copytree(store_dir, root / f"store_{drift}")
-        out = {"seed": seed, "drift": drift, "dataset": args.dataset}
-        with dl.PayloadStore(root / f"store_{drift}") as store:
-            model1 = dl.load_version(store, v1.version)
-            xc, yc = tensors(test_clean, model1)
-            xd, yd = tensors(test, model1)
-            out["v1_clean"], out["v1_drift"] = accuracy(model1, xc, yc), accuracy(model1, xd, yd)
-            rows = dl.read_manifest(ops)
-            dl.deploy(model1, store, model_version=v1.version).score_many(
-                [r["path"] for r in rows], [r["label"] for r in rows], progress=False)
-            report = run_loop(store, from_version=v1.version, iterations=1, epochs=args.retrain_epochs, seed=seed,
-                              holdout=args.holdout, top_neurons=4, n_steps=4, candidates=args.arms,
-                              patience=args.patience, progress=False)
-            it = report.iterations[0]
-            for name, mv in it.candidates.items():
-                model = dl.load_version(store, mv.version)
-                out[f"{name}_drift"] = accuracy(model, xd, yd)
-                out[f"{name}_val"] = mv.evaluation.accuracy
-                out[f"{name}_epochs"] = mv.selection.get("epochs_run")
-                if name == "derived":
-                    out["derived_clean"] = accuracy(model, xc, yc)
-            out["choice"] = it.chosen
-            out["choice_drift"] = out[f"{it.chosen}_drift"]
-            out["n_val"] = len(it.child.holdout_ids)
-            out["params"] = {r["parameter"]: (r["value"], r["supported"])
-                             for r in it.params.describe().to_dict("records")}
-            out["verdict"] = it.verdict
-            if args.cost and k == 0 and seed == args.first_seed:
-                out["cost"] = dl.attribution_cost_benchmark(model1, xd[:16], n_steps=16, repeats=3)
-            if args.b_repeats and k == 0 and seed == args.first_seed:
-                # training noise alone: plain retraining on the same data and split, other training seeds
-                out["plain_repeats"] = []
-                for j in range(1, args.b_repeats + 1):
-                    mv = dl.retrain(store, v1.version, epochs=args.retrain_epochs, seed=seed + 1000 * j,
-                                    split_seed=seed, holdout=args.holdout, patience=args.patience, progress=False)
-                    out["plain_repeats"].append(accuracy(dl.load_version(store, mv.version), xd, yd))
-        out["seconds"] = time.perf_counter() - t0
-        shutil.rmtree(root / f"store_{drift}", ignore_errors=True)
-        on_result(out)
+        try:
+            one_cell(root, seed, k, drift, v1, store_dir, test_clean, args, on_result)
+        except Exception as exc:  # one broken cell must not lose the battery: record it and go on
+            shutil.rmtree(root / f"store_{drift}", ignore_errors=True)
+            print(f"seed {seed} {drift}: FAILED {type(exc).__name__}: {exc}", flush=True)
+            if args.json:
+                with open(args.json, "a") as fh:
+                    fh.write(json.dumps({"seed": seed, "drift": drift, "error": f"{type(exc).__name__}: {exc}"}) + "\n")
+
+
+def one_cell(root: Path, seed: int, k: int, drift: str, v1, store_dir: Path, test_clean: Path, args,
+             on_result) -> None:
+    base = seed * 10_000
+    data = root / "clips"
+    t0 = time.perf_counter()
+    ops = make_clips(args.dataset, data / f"ops_{drift}", args.ops, base + 100 + k, drift, args)
+    test = make_clips(args.dataset, data / f"test_{drift}", args.test, base + 200 + k, drift, args)
+    shutil.copytree(store_dir, root / f"store_{drift}")
+    out = {"seed": seed, "drift": drift, "dataset": args.dataset}
+    with dl.PayloadStore(root / f"store_{drift}") as store:
+        model1 = dl.load_version(store, v1.version)
+        xc, yc = tensors(test_clean, model1)
+        xd, yd = tensors(test, model1)
+        out["v1_clean"], out["v1_drift"] = accuracy(model1, xc, yc), accuracy(model1, xd, yd)
+        rows = dl.read_manifest(ops)
+        dl.deploy(model1, store, model_version=v1.version).score_many(
+            [r["path"] for r in rows], [r["label"] for r in rows], progress=False)
+        report = run_loop(store, from_version=v1.version, iterations=1, epochs=args.retrain_epochs, seed=seed,
+                          holdout=args.holdout, top_neurons=4, n_steps=4, candidates=args.arms,
+                          patience=args.patience, progress=False)
+        it = report.iterations[0]
+        for name, mv in it.candidates.items():
+            model = dl.load_version(store, mv.version)
+            out[f"{name}_drift"] = accuracy(model, xd, yd)
+            out[f"{name}_val"] = mv.evaluation.accuracy
+            out[f"{name}_epochs"] = mv.selection.get("epochs_run")
+            if name == "derived":
+                out["derived_clean"] = accuracy(model, xc, yc)
+        out["choice"] = it.chosen
+        out["choice_drift"] = out[f"{it.chosen}_drift"]
+        out["n_val"] = len(it.child.holdout_ids)
+        out["params"] = {r["parameter"]: (r["value"], r["supported"])
+                         for r in it.params.describe().to_dict("records")}
+        out["verdict"] = it.verdict
+        if args.cost and k == 0 and seed == args.first_seed:
+            out["cost"] = dl.attribution_cost_benchmark(model1, xd[:16], n_steps=16, repeats=3)
+        if args.b_repeats and k == 0 and seed == args.first_seed:
+            # training noise alone: plain retraining on the same data and split, other training seeds
+            out["plain_repeats"] = []
+            for j in range(1, args.b_repeats + 1):
+                mv = dl.retrain(store, v1.version, epochs=args.retrain_epochs, seed=seed + 1000 * j,
+                                split_seed=seed, holdout=args.holdout, patience=args.patience, progress=False)
+                out["plain_repeats"].append(accuracy(dl.load_version(store, mv.version), xd, yd))
+    out["seconds"] = time.perf_counter() - t0
+    shutil.rmtree(root / f"store_{drift}", ignore_errors=True)
+    on_result(out)
 
 
 def bootstrap(values, *, n: int = 10_000, seed: int = 0, stat=np.mean) -> tuple[float, float]:
@@ -289,7 +302,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cost", action="store_true", help="also time attribution against n_steps x (fwd + bwd)")
     ap.add_argument("--json", type=Path, default=None, help="append raw results here (JSON lines)")
+    ap.add_argument("--summarise", type=Path, nargs="+", default=None,
+                    help="only summarise results already written with --json (e.g. by runs in parallel)")
     args = ap.parse_args(argv)
+    if args.summarise:
+        results = [json.loads(line) for f in args.summarise for line in f.read_text().splitlines() if line.strip()]
+        failed = [r for r in results if "error" in r]
+        results = [r for r in results if "error" not in r]
+        arms = [a for a in ARMS if all(f"{a}_drift" in r for r in results)] if results else []
+        print(f"{len(results)} cells from {', '.join(map(str, args.summarise))}; {len(failed)} failed")
+        for r in failed:
+            print(f"  failed: seed {r['seed']} {r['drift']}: {r['error']}")
+        print(summarise(sorted(results, key=lambda r: (DRIFTS.index(r["drift"]), r["seed"])), arms))
+        return results
     drifts = list(DRIFTS) if args.drifts == "all" else [d.strip() for d in args.drifts.split(",") if d.strip()]
     unknown = sorted(set(drifts) - set(DRIFTS))
     if unknown:

@@ -207,10 +207,13 @@ def retrain(
         # regime they were measured against; operational clips already are there,
         # so they get only the two-sided (invariance) part (see for_operational).
         ops_aug = ops_augment if lab_rows else augment
-        parts = [ClipDataset(train_rows, classes=child.classes, spec=spec,
+        speed = params.speed if params is not None else None
+        ops_speed = (ops_params.speed if lab_rows else speed) if augment is not None else None
+        p_speed = params.p if params is not None else 1.0
+        parts = [ClipDataset(train_rows, classes=child.classes, spec=spec, speed=ops_speed, speed_p=p_speed,
                              augment=chain_augments(ops_aug, generic_aug))]
         if lab_rows:
-            parts.append(ClipDataset(lab_rows, classes=child.classes, spec=spec,
+            parts.append(ClipDataset(lab_rows, classes=child.classes, spec=spec, speed=speed, speed_p=p_speed,
                                      augment=chain_augments(augment, generic_aug)))
         train = ConcatDataset(parts)
         val = ClipDataset(by_id.loc[holdout_ids].reset_index(), classes=child.classes, spec=spec)

@@ -339,8 +339,9 @@ def derive_transformation_params(
     from per-class recall (or, when the model collapsed onto one class, from
     the labelled operational class shares over the reference shares). Colour
     (saturation, hue shift) and contrast in both directions are ranged the
-    same way; faster motion is reported (``evidence["frame_stride"]``) but
-    not applied. A sensitivity sweep on the reference clips, whose values
+    same way; faster or slower motion becomes a playback ``speed`` range
+    (the reference clips re-timed until their motion matches the operational
+    quantiles; see ``_derive_motion``). A sensitivity sweep on the reference clips, whose values
     follow each candidate range (its operational quantiles, see
     :func:`~dlabel_lab.explain.sensitivity.quantile_axes`), then
     marks each range supported (the model loses at least ``fragile_drop``
@@ -446,7 +447,8 @@ def derive_transformation_params(
             evidence[name] = replace(evidence[name], note=note)
         elif shifted or implicated:
             values[name] = (round(lo, 4), round(hi, 4))
-    _derive_motion(a, ops, ref, ref_source, evidence)
+    _derive_motion(store, a, model_version, values, evidence, sensitivity=sensitivity,
+                   require_support=require_support, fragile_drop=fragile_drop, progress=progress)
     _derive_crop(a, values, evidence)
     _derive_window(a, values, evidence)
     _derive_class_weights(a, values, evidence)
@@ -456,24 +458,128 @@ def derive_transformation_params(
     return params
 
 
-def _derive_motion(a: Analysis, ops: pd.DataFrame, ref: pd.DataFrame, ref_source: str, evidence: dict) -> None:
-    """Faster or slower operational motion: measured and reported; no training parameter expresses it yet."""
-    if "motion" not in ops or "motion" not in ref:
+#: Speeds the re-timing sweep tries (whole numbers above 1 avoided: they alias, see ``speed_indices``).
+SPEED_GRID = (0.5, 0.7, 1.0, 1.3, 1.7, 2.2, 2.7, 3.3, 3.9)
+
+
+def _pooled_motion(x01: torch.Tensor) -> np.ndarray:
+    """Motion energy per clip ``(N, C, T, H, W)`` on 0..1: mean absolute frame difference of block-averaged grey.
+
+    Averaging blocks of an eighth of the frame first, then counting only the
+    differences above three robust deviations of the clip's median cell
+    difference, keeps pixel noise (which also changes from frame to frame)
+    from reading as motion.
+    """
+    w = torch.tensor([0.299, 0.587, 0.114])[: x01.shape[1]]
+    grey = (x01 * (w / w.sum()).view(1, -1, 1, 1, 1)).sum(1)
+    k = max(1, min(grey.shape[-2:]) // 8)
+    pooled = torch.nn.functional.avg_pool2d(grey, k) if k > 1 else grey
+    if pooled.shape[1] < 2:
+        return np.zeros(len(x01))
+    d = pooled.diff(dim=1).abs().flatten(1)
+    # moving cells are few; the median cell difference is the clip's noise floor
+    floor = 3.0 * 1.4826 * d.median(dim=1, keepdim=True).values
+    return (d - floor).clamp(min=0).mean(dim=1).numpy()
+
+
+def _speed_sweep(store, a: Analysis, model_version: str, *, with_accuracy: bool, limit: int = 48,
+                 progress: bool = False) -> pd.DataFrame | None:
+    """Motion and accuracy of the reference clips re-timed at each of :data:`SPEED_GRID` (``None`` without them)."""
+    from ..train.transforms import speed_indices
+
+    if store is None:
+        return None
+    model = load_version(store, model_version)
+    spec = model.spec
+    if spec.sampling != "uniform" or spec.indices is not None or not spec.frames or spec.frames < 2:
+        return None
+    rows = [r for r in lineage_training_rows(store, model_version, limit=limit) if r["label"] in model.classes]
+    if len(rows) < 4:
+        return None
+    dense_spec = replace(spec, frames=spec.frames * 4)
+    x, _ = _decode([r["path"] for r in rows], [dense_spec] * len(rows), progress, "re-timing reference clips")
+    y = _targets([r["label"] for r in rows], model.classes)
+    mean = torch.tensor(spec.mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(spec.std).view(1, -1, 1, 1, 1)
+    x01 = (x * std + mean).clamp(0, 1)
+    out = []
+    was_training = model.training
+    model.eval()
+    try:
+        for speed in SPEED_GRID:
+            # three start points per clip, so that one reflection pattern does not stand for the speed
+            clips = [x01[:, :, speed_indices(x.shape[2], spec.frames, speed, start=st)] for st in (0.0, 0.37, 0.73)]
+            xs = torch.cat(clips)
+            row = {"axis": "speed", "value": speed, "motion": float(np.median(_pooled_motion(xs))), "n": len(xs)}
+            if with_accuracy:
+                with torch.no_grad():
+                    xn = (xs - mean) / std
+                    pred = torch.cat([model(xn[i: i + 64]).argmax(-1) for i in range(0, len(xn), 64)])
+                row["accuracy"] = float((pred == y.repeat(3)).float().mean())
+            out.append(row)
+    finally:
+        model.train(was_training)
+    return pd.DataFrame(out)
+
+
+def _derive_motion(store, a: Analysis, model_version: str, values: dict, evidence: dict, *, sensitivity: bool,
+                   require_support: bool, fragile_drop: float, progress: bool) -> None:
+    """Faster or slower operational motion becomes a playback speed range (re-timing of training clips).
+
+    Motion is measured on block-averaged frames (pixel noise is not motion),
+    on the operational clips as the model read them and on the reference clips
+    re-timed at each speed of :data:`SPEED_GRID`; the operational 5-95 %
+    quantiles are mapped through that speed -> motion curve to a speed range,
+    and the model's accuracy on the re-timed reference clips says whether it is
+    fragile inside it.
+    """
+    if a.frames is None or len(a.frames) == 0 or a.frames.shape[1] < 2:
         return
-    qo, qr = _q(ops["motion"]), _q(ref["motion"])
-    if not qo or not qr or qr["q50"] <= 0:
+    ops_motion = _pooled_motion(torch.from_numpy(np.ascontiguousarray(a.frames)).permute(0, 4, 1, 2, 3).float()
+                                / 255.0)
+    sweep = _speed_sweep(store, a, model_version, with_accuracy=sensitivity, progress=progress)
+    qo = _q(pd.Series(ops_motion))
+    if sweep is None or not qo:
+        if qo:
+            evidence["speed"] = Evidence(source="factor-shift", factor="motion", supported=False,
+                                         quantiles={f"ops_{k}": v for k, v in qo.items()},
+                                         note="no reference clips to re-time (the lineage records no training "
+                                              "manifest, or the spec does not sample frames uniformly): motion "
+                                              "measured, speed not derived")
         return
-    ratio = qo["q50"] / qr["q50"]
-    if abs(ratio - 1) <= 0.25:
+    curve = sweep["motion"].to_numpy(dtype=float)
+    speeds = sweep["value"].to_numpy(dtype=float)
+    m1 = float(curve[list(speeds).index(1.0)])
+    if m1 <= 0:
         return
-    # A frame stride through the spec would change the operational clips too (the child's endpoint reads them
-    # with it), so a speed change is only reported until per-clip temporal resampling exists.
-    evidence["frame_stride"] = Evidence(
-        source="factor-shift", factor="motion", quantiles={**{f"ops_{k}": v for k, v in qo.items()},
-                                                           **{f"ref_{k}": v for k, v in qr.items()}},
-        effect_size=float(ratio), supported=False,
-        note=f"operational motion {ratio:.2f}x the {ref_source} median; a frame stride would also resample the "
-             "operational clips at serving time: reported, not applied")
+    envelope = np.maximum.accumulate(curve)
+    span = envelope[-1] - envelope[0]
+    tol = 1e-6 * max(span, 1e-12)
+
+    def speed_of(m: float) -> float:
+        keep = np.concatenate([[True], np.diff(envelope) > tol])
+        return float(np.interp(m, envelope[keep], speeds[keep]))
+
+    ratio = qo["q50"] / m1
+    lo, hi = min(1.0, speed_of(qo["q05"])), max(1.0, speed_of(qo["q95"]))
+    quantiles = {**{f"ops_{k}": v for k, v in qo.items()}, "ref_motion@1": m1,
+                 **{f"motion@{v:.3g}": float(m) for v, m in zip(speeds, curve, strict=True)}}
+    if "accuracy" in sweep:
+        quantiles.update({f"sweep_acc@{v:.3g}": float(acc) for v, acc in zip(speeds, sweep["accuracy"], strict=True)})
+    note = (f"operational motion q05-q95 {qo['q05']:.3g}-{qo['q95']:.3g} (median {ratio:.2f}x the reference clips'); "
+            f"re-timing the reference clips matches it at speeds {lo:.2g}-{hi:.2g}")
+    if abs(ratio - 1) <= 0.25 or hi - lo < 0.2:
+        evidence["speed"] = Evidence(source="factor-shift", factor="motion", effect_size=float(ratio), supported=False,
+                                     quantiles=quantiles, note=note + "; within the reference motion: no re-timing")
+        return
+    fragile = _fragile(sweep, "speed", lo, hi, 1.0, fragile_drop) if "accuracy" in sweep else None
+    if require_support and fragile is not None and not fragile:
+        note += "; the model is not fragile inside this range: reported, not applied"
+    else:
+        values["speed"] = (round(lo, 4), round(hi, 4))
+    evidence["speed"] = Evidence(source="factor-shift", factor="motion", effect_size=float(ratio),
+                                 supported=bool(fragile), quantiles=quantiles,
+                                 note=note if fragile is not None else note + "; no sensitivity check")
 
 
 def _reference_sweep(store, a: Analysis, model_version: str,

@@ -14,6 +14,7 @@ _EXPORTS = {
     "Evidence": ".transforms",
     "TransformationParams": ".transforms",
     "class_weight_tensor": ".transforms",
+    "speed_indices": ".transforms",
     "PARAM_NAMES": ".transforms",
     "SCHEMA_VERSION": ".transforms",
     "ModelVersion": ".training",

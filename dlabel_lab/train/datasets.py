@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import pandas as pd
 import pytorch_lightning as pl
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError, MediaError, UnknownLabel
 from ..media.video import ClipSpec, read_clip, to_tensor
+from .transforms import speed_indices
 
 __all__ = ["ClipDataset", "StoreDataModule", "split_ids", "labelled_rows", "lineage_training_rows"]
 
@@ -119,6 +121,17 @@ class ClipDataset(Dataset):
         augment: Optional callable on the (C, T, H, W) tensor (training only).
         weights: Optional per-row sample weights; items become ``(x, y, w)``.
         cache: Keep decoded tensors in memory (augmentation still runs each time).
+        speed: Playback speed range ``(lo, hi)`` (training only): with
+            probability ``speed_p`` an item is read from the clip decoded
+            ``dense_factor`` times as deep and re-timed by a speed drawn
+            uniformly from the range (see
+            :func:`~dlabel_lab.train.transforms.speed_indices`), before
+            ``augment``. Needs ``spec.sampling == "uniform"`` and
+            ``spec.frames``; the dense clips are cached too
+            (``dense_factor`` times the memory).
+        speed_p: Probability that an item is re-timed.
+        dense_factor: How many times deeper than ``spec.frames`` to decode
+            for re-timing.
 
     Example:
         >>> ds = ClipDataset(rows, classes=["a", "b"], spec=ClipSpec(frames=4, size=32))  # doctest: +SKIP
@@ -134,6 +147,9 @@ class ClipDataset(Dataset):
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         weights: Sequence[float] | None = None,
         cache: bool = True,
+        speed: tuple[float, float] | None = None,
+        speed_p: float = 1.0,
+        dense_factor: int = 4,
     ) -> None:
         if isinstance(rows, pd.DataFrame):
             rows = rows.to_dict("records")
@@ -144,6 +160,20 @@ class ClipDataset(Dataset):
         self.weights = None if weights is None else [float(w) for w in weights]
         self.cache = cache
         self._cache: dict[int, torch.Tensor] = {}
+        self._dense: dict[int, torch.Tensor] = {}
+        self.speed = None
+        if speed is not None:
+            lo, hi = (float(v) for v in speed)
+            if not 0 < lo <= hi <= 8 or not 0 <= speed_p <= 1 or dense_factor < 1:
+                raise ConfigError(f"ClipDataset speed must satisfy 0 < lo <= hi <= 8 with speed_p in [0, 1] and "
+                                  f"dense_factor >= 1; got {speed!r}, {speed_p!r}, {dense_factor!r}")
+            if spec.sampling != "uniform" or spec.indices is not None or spec.frames is None:
+                raise ConfigError("re-timing clips (speed) needs uniform frame sampling with a frame count; this "
+                                  f"spec samples {spec.sampling!r} with frames={spec.frames!r}. Drop the speed range "
+                                  "or the frame stride.")
+            self.speed = (lo, hi)
+        self.speed_p = float(speed_p)
+        self.dense_factor = int(dense_factor)
         index = {c: i for i, c in enumerate(self.classes)}
         self._targets = []
         for r in self.rows:
@@ -163,6 +193,7 @@ class ClipDataset(Dataset):
         twin = object.__new__(ClipDataset)
         twin.__dict__.update(self.__dict__)
         twin.augment = None
+        twin.speed = None
         return twin
 
     @property
@@ -180,8 +211,27 @@ class ClipDataset(Dataset):
             self._cache[i] = x
         return x
 
+    def dense_tensor(self, i: int) -> torch.Tensor:
+        """Row ``i`` decoded ``dense_factor`` times as deep as the spec (for re-timing)."""
+        if i in self._dense:
+            return self._dense[i]
+        r = self.rows[i]
+        spec = replace(self.spec, frames=self.spec.frames * self.dense_factor)
+        x, _ = to_tensor(read_clip(r.get("media_path") or r["path"], spec), spec)
+        if self.cache:
+            self._dense[i] = x
+        return x
+
     def __getitem__(self, i: int):
-        x = self.tensor(i)
+        x = None
+        if self.speed is not None:
+            u = torch.rand(3).tolist()  # torch's RNG: seeded by the trainer, per worker by the DataLoader
+            if u[0] < self.speed_p:
+                dense = self.dense_tensor(i)
+                speed = self.speed[0] + u[1] * (self.speed[1] - self.speed[0])
+                x = dense[:, speed_indices(dense.shape[1], self.spec.frames, speed, start=u[2])]
+        if x is None:
+            x = self.tensor(i)
         if self.augment is not None:
             x = self.augment(x)
         y = torch.tensor(self._targets[i], dtype=torch.long)

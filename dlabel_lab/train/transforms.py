@@ -38,9 +38,9 @@ from .augment import (
     _ToVideo,
 )
 
-__all__ = ["Evidence", "TransformationParams", "class_weight_tensor", "PARAM_NAMES", "SCHEMA_VERSION"]
+__all__ = ["Evidence", "TransformationParams", "class_weight_tensor", "speed_indices", "PARAM_NAMES", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2  # 2: saturation and hue
+SCHEMA_VERSION = 3  # 2: saturation and hue; 3: speed
 
 #: Parameter names, in the order they are described and applied.
 PARAM_NAMES = (
@@ -55,9 +55,10 @@ PARAM_NAMES = (
     "crop",
     "frame_window",
     "frame_stride",
+    "speed",
     "class_weights",
 )
-_RANGES = ("brightness", "contrast", "saturation", "scale", "blur", "noise")
+_RANGES = ("brightness", "contrast", "saturation", "scale", "blur", "noise", "speed")
 _AUGMENTS = ("brightness", "contrast", "saturation", "hue", "scale", "blur", "noise", "translate")
 
 
@@ -166,6 +167,13 @@ class TransformationParams:
             (through :meth:`apply_to_spec`).
         frame_stride: Step between sampled frames (through
             :meth:`apply_to_spec`); 1 means no change.
+        speed: Playback speed range ``(lo, hi)``, ``0 < lo <= hi <= 8``: each
+            training clip is re-timed by a factor drawn from it (frames
+            sampled ``speed`` times as far apart, reflected at the clip's
+            ends; see :func:`speed_indices`), so faster (or slower) motion is
+            simulated from the clip's own frames. It acts in
+            :class:`~dlabel_lab.train.datasets.ClipDataset`, not in
+            :meth:`build_augment`, and never at serving time.
         class_weights: Loss weight per class name; missing classes weigh 1.
         p: Probability that each augmentation fires on a clip.
         evidence: :class:`Evidence` keyed by parameter name. Evidence for a
@@ -190,6 +198,7 @@ class TransformationParams:
     crop: tuple[float, float, float, float] | None = None
     frame_window: tuple[float, float] | None = None
     frame_stride: int = 1
+    speed: tuple[float, float] | None = None
     class_weights: dict[str, float] = field(default_factory=dict)
     p: float = 0.8
     evidence: dict[str, Evidence] = field(default_factory=dict)
@@ -267,6 +276,9 @@ class TransformationParams:
             elif not (value[0] < identity[name] < value[1]):
                 drop.append(name)
                 why[name] = f"one-sided range {value} maps lab clips into the operational regime"
+        if self.speed is not None and not self.speed[0] < 1.0 < self.speed[1]:
+            drop.append("speed")
+            why["speed"] = f"one-sided range {self.speed} re-times lab clips into the operational regime"
         return replace(self, **{n: None for n in drop}), why
 
     # -- inspection ------------------------------------------------------------
@@ -517,6 +529,51 @@ def class_weight_tensor(params: TransformationParams, classes: Sequence[str]) ->
 
 
 # --- validation ------------------------------------------------------------------
+def speed_indices(dense: int, frames: int, speed: float, *, start: float = 0.0) -> list[int]:
+    """Indices into ``dense`` evenly sampled frames that re-time a clip by ``speed``.
+
+    A model reads ``frames`` frames spread evenly over a clip; a clip read
+    ``dense`` frames deep (``dense >= frames``) covers the same span finer.
+    Frames ``speed`` times as far apart as the model's show motion ``speed``
+    times as fast; past the clip's ends the positions reflect (the clip plays
+    back and forth), so no frame is invented. ``speed == 1`` with ``start ==
+    0`` gives the model's own frames. Whole-number speeds above 1 can alias
+    (at ``speed == 3`` here every position reflects onto the same frame);
+    training draws speeds from a continuous range, where that has no weight.
+
+    Args:
+        dense: Frames of the densely read clip.
+        frames: Frames the model reads.
+        speed: Re-timing factor (> 0); above 1 is faster.
+        start: First position, as a fraction of the room the span leaves (or
+            of the clip when the span overruns it), in ``[0, 1]``.
+
+    Example:
+        >>> speed_indices(16, 4, 1.0)
+        [0, 5, 10, 15]
+        >>> speed_indices(16, 4, 2.5)
+        [0, 13, 5, 8]
+        >>> speed_indices(16, 4, 0.5, start=1.0)
+        [8, 10, 13, 15]
+    """
+    if dense < 1 or frames < 1 or not speed > 0 or not 0.0 <= start <= 1.0:
+        raise ConfigError(f"speed_indices needs dense, frames >= 1, speed > 0 and start in [0, 1]; "
+                          f"got {dense}, {frames}, {speed}, {start}")
+    last = dense - 1
+    step = last / max(frames - 1, 1)
+    span = (frames - 1) * step * speed
+    origin = start * (last - span) if span <= last else start * last
+    period = 2 * last
+    out = []
+    for k in range(frames):
+        pos = origin + k * step * speed
+        if period:
+            pos = pos % period
+            pos = period - pos if pos > last else pos
+        out.append(min(last, int(round(pos + 1e-9))))
+    return out
+
+
 def _finite(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{what} must be a finite number, got {value!r}")
@@ -556,6 +613,7 @@ def _validate(params: TransformationParams) -> None:
         "scale": dict(min_lo=0.0, strict=True),
         "blur": dict(min_lo=0.0, strict=True, max_hi=50.0),
         "noise": dict(min_lo=0.0, strict=False, max_hi=1.0),
+        "speed": dict(min_lo=0.0, strict=True, max_hi=8.0),
     }
     for name in _RANGES:
         value = getattr(params, name)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 import dlabel_lab as dl
@@ -64,12 +67,42 @@ def test_a_much_brighter_operation_is_swept_to_its_quantiles_and_supported(monke
     assert ev.supported and any(k.startswith("sweep_acc@4.4") for k in ev.quantiles)
 
 
-def test_faster_motion_is_reported_not_applied():
+def test_motion_without_reference_clips_is_reported_not_applied():
     a = _analysis(ops=[0.2] * 10, ref=[0.2] * 10, labels=["a", "b"] * 5, predicted=["a", "b"] * 5,
                   motion=(0.05, 0.01))
     params = dl.derive_transformation_params(None, "m-v1", analysis=a, sensitivity=False, save=False)
-    ev = params.evidence["frame_stride"]
-    assert params.frame_stride == 1 and not ev.supported and ev.effect_size == 5.0
+    ev = params.evidence["speed"]
+    assert params.speed is None and not ev.supported and "no reference clips" in ev.note
+
+
+@pytest.fixture(scope="module")
+def timed_store(tmp_path_factory):
+    """A v1 trained briefly on clean lab clips (its lineage records them), and three operational sets."""
+    root = tmp_path_factory.mktemp("timed")
+    lab = dl.make_shape_clips(root / "lab", 12, seed=11, frames=16, size=48)
+    with dl.PayloadStore(root / "store") as store:
+        v1 = dl.train_initial(store, lab, name="shapes", spec=dl.ClipSpec(frames=4, size=32), epochs=1, seed=0,
+                              progress=False)
+    ops = {name: dl.read_manifest(dl.make_shape_clips(root / name, 16, seed=12, frames=16, size=48, drift=drift))
+           for name, drift in (("fast", {"speed": 3.0}), ("noisy", {"noise": 0.12}))}
+    return root, v1.version, ops
+
+
+@pytest.mark.parametrize("drift", ["fast", "noisy"])
+def test_faster_motion_becomes_a_speed_range_and_noise_does_not(timed_store, drift, tmp_path):
+    root, version, ops = timed_store
+    shutil.copytree(root / "store", tmp_path / "store")
+    with dl.PayloadStore(tmp_path / "store") as store:
+        rows = ops[drift]
+        dl.deploy(dl.load_version(store, version), store, model_version=version).score_many(
+            [r["path"] for r in rows], [r["label"] for r in rows], progress=False)
+        params = dl.derive_transformation_params(store, version, require_support=False, save=False, progress=False)
+    ev = params.evidence["speed"]
+    assert {"motion@1", "motion@3.3", "sweep_acc@3.3"} <= set(ev.quantiles)
+    if drift == "fast":  # 3x the lab's speed: the reference clips are re-timed up to the sweep's reach
+        assert ev.effect_size > 1.5 and params.speed[0] == 1.0 and params.speed[1] >= 2.0
+    else:  # pixel noise changes every frame but moves nothing
+        assert params.speed is None and abs(ev.effect_size - 1.0) <= 0.25
 
 
 def test_a_collapsed_model_gets_weights_from_the_operational_label_distribution():
