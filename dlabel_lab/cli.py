@@ -184,6 +184,10 @@ def _cmd_suggest(args) -> int:
             cols = ["rank", "scoring_id", "score", "predicted_label", "confidence", "reason"]
             print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         print(f"query {queue.run_id}: {args.strategy} over {queue.pool_size} unlabelled clips scored by {version}")
+        stop = queue.stop
+        kappas = ", ".join(f"{k:.3f}" for k in stop.kappas) or "none yet"
+        print(f"should stop: {'yes' if queue.should_stop else 'no'} ({stop.reason}; kappas between successive "
+              f"versions on {stop.n_stop_set} stop-set clips: {kappas})")
     return 0
 
 

@@ -11,8 +11,8 @@ _EXPORTS = {
     "select": ".strategies",
     "Suggestion": ".suggest",
     "suggest": ".suggest",
-    "mc_dropout_probabilities": ".mc_dropout",
-    "has_dropout": ".mc_dropout",
+    "mc_dropout_probabilities": "..models.mc_dropout",
+    "has_dropout": "..models.mc_dropout",
     "Calibration": ".calibration",
     "apply_temperature": ".calibration",
     "calibrate": ".calibration",
@@ -28,7 +28,7 @@ _EXPORTS = {
     "stopping_decision": ".stopping",
 }
 
-_SUBMODULES = ("strategies", "suggest", "mc_dropout", "calibration", "autolabel", "stopping")
+_SUBMODULES = ("strategies", "suggest", "calibration", "autolabel", "stopping")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

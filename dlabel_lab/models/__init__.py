@@ -17,9 +17,11 @@ _EXPORTS = {
     "load_state_dict_file": ".checkpoint",
     "register_version": ".registry",
     "load_version": ".registry",
+    "mc_dropout_probabilities": ".mc_dropout",
+    "has_dropout": ".mc_dropout",
 }
 
-_SUBMODULES = ("classifier", "backbones", "checkpoint", "registry")
+_SUBMODULES = ("classifier", "backbones", "checkpoint", "registry", "mc_dropout")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

@@ -36,6 +36,7 @@ from ..media.video import (
     to_tensor,
 )
 from ..models.classifier import ClipClassifier
+from ..models.mc_dropout import has_dropout, mc_dropout_probabilities
 from ..models.registry import load_version, register_version
 
 if TYPE_CHECKING:
@@ -107,13 +108,32 @@ class ModelEndpoint:
         top_k: How many identified objects (top classes) to log.
         batch_size: Clips per forward pass.
         device: Torch device to run on.
+        mc_passes: When >= 2, also run this many MC-dropout passes per clip
+            (dropout layers only in training mode; see
+            :func:`~dlabel_lab.models.mc_dropout.mc_dropout_probabilities`) and
+            log their probabilities as attributions of kind ``"mc_dropout"``
+            (a ``(passes, classes)`` list per clip), for BALD and disagreement
+            scores without re-reading the clips later. 0 (default) runs none.
+        mc_seed: Seed of the dropout masks (the same seed gives the same passes).
+
+    Raises:
+        ConfigError: ``mc_passes`` is 1, negative or not an int, or the model
+            has no dropout (every pass would agree).
 
     Example:
         >>> endpoint = ModelEndpoint(model, store, model_version="shapes-v1")  # doctest: +SKIP
+        >>> bald_ready = ModelEndpoint(model, store, model_version="shapes-v1", mc_passes=8)  # doctest: +SKIP
     """
 
     def __init__(self, model: ClipClassifier, store, *, model_version: str, top_k: int = 3, batch_size: int = 16,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", mc_passes: int = 0, mc_seed: int = 0) -> None:
+        if isinstance(mc_passes, bool) or not isinstance(mc_passes, int) or mc_passes < 0 or mc_passes == 1:
+            raise ConfigError(f"mc_passes must be 0 (none) or an int >= 2, got {mc_passes!r}")
+        if mc_passes and not has_dropout(model):
+            raise ConfigError("mc_passes needs a model with dropout (p > 0): every pass would agree. Train the "
+                              "version with dropout (ClipClassifier(..., dropout=0.3)) or leave mc_passes at 0")
+        self.mc_passes = mc_passes
+        self.mc_seed = int(mc_seed)
         self.model = model
         self.store = store
         self.model_version = model_version
@@ -145,7 +165,8 @@ class ModelEndpoint:
                     self.store.log_score_many(scores)
             t0 = time.perf_counter()
             try:
-                probs, emb = self._infer(torch.stack([it.tensor for it in chunk]))
+                x = torch.stack([it.tensor for it in chunk])
+                probs, emb = self._infer(x)
             except Exception as e:  # noqa: BLE001 - any model failure is logged, never lost
                 results.extend(self._failed(chunk, e))
                 continue
@@ -172,6 +193,12 @@ class ModelEndpoint:
                 ))
             self.store.log_transformed_many(transformed)
             self.store.log_prediction_many(predictions)
+            if self.mc_passes:
+                mc = mc_dropout_probabilities(self.model, x.to(self.device), passes=self.mc_passes,
+                                              seed=self.mc_seed, batch_size=self.batch_size)
+                self.store.log_attributions(self.model_version, [
+                    {"scoring_id": it.scoring_id, "kind": "mc_dropout", "values": mc[:, j, :].tolist()}
+                    for j, it in enumerate(chunk)])
         return results
 
     def _failed(self, chunk: Sequence[_Item], error: Exception) -> list[ScoringResult]:
@@ -361,7 +388,7 @@ def _stage_source(store, source, spec: ClipSpec) -> tuple[StagedMedia, str, str]
 
 def deploy(model: ClipClassifier, store, *, classes: Sequence[str] | None = None, spec: ClipSpec | None = None,
            name: str = "model", model_version: str | None = None, batch_size: int = 16, top_k: int = 3,
-           device: str = "cpu") -> IngestEndpoint:
+           device: str = "cpu", mc_passes: int = 0) -> IngestEndpoint:
     """Deploy a model behind both endpoints, registering it in the store if needed.
 
     Args:
@@ -374,6 +401,7 @@ def deploy(model: ClipClassifier, store, *, classes: Sequence[str] | None = None
         batch_size: Clips per forward pass.
         top_k: Identified objects logged per clip.
         device: Torch device.
+        mc_passes: MC-dropout passes logged per clip (see :class:`ModelEndpoint`).
 
     Example:
         >>> ingest = deploy(model, store, classes=["circle", "square", "triangle"])  # doctest: +SKIP
@@ -388,7 +416,7 @@ def deploy(model: ClipClassifier, store, *, classes: Sequence[str] | None = None
         model_version, _ = register_version(store, model, name=name,
                                             params={"deployed_without_training_record": True})
     endpoint = ModelEndpoint(model, store, model_version=model_version, top_k=top_k, batch_size=batch_size,
-                             device=device)
+                             device=device, mc_passes=mc_passes)
     return IngestEndpoint(endpoint, store, classes=model.classes, spec=spec)
 
 

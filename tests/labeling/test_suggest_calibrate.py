@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -119,6 +121,7 @@ def test_cli_suggest_prints_and_exports_the_queue(tmp_path, rows, capsys):
     assert main(["suggest", str(tmp_path / "cli"), "--budget", "3", "--strategy", "entropy"]) == 0
     out = capsys.readouterr().out
     assert f"entropy over 6 unlabelled clips scored by {version}" in out and out.count("entropy ") >= 3
+    assert "should stop: no (the lineage has one version" in out
     csv = tmp_path / "queue.csv"
     assert main(["suggest", str(tmp_path / "cli"), "--budget", "2", "--out", str(csv)]) == 0
     import pandas as pd
@@ -126,3 +129,42 @@ def test_cli_suggest_prints_and_exports_the_queue(tmp_path, rows, capsys):
     assert list(pd.read_csv(csv)["rank"]) == [1, 2]
     assert main(["suggest", str(tmp_path / "none"), "--budget", "2"]) == 2
     assert not (tmp_path / "none").exists()
+
+
+def test_the_endpoint_logs_mc_passes_on_request_and_bald_uses_them(tmp_path, rows):
+    store = dl.PayloadStore(tmp_path / "mc")
+    torch.manual_seed(0)
+    model = dl.ClipClassifier(classes=CLASSES, backbone="tiny3d", spec=SPEC, embed_dim=16, dropout=0.3)
+    ingest = dl.deploy(model, store, classes=CLASSES, name="shapes", mc_passes=5)
+    results = ingest.score_many([r["path"] for r in rows[:6]], progress=False)
+    logged = store.attributions(ingest.model_version, kind="mc_dropout")
+    assert sorted(logged["scoring_id"]) == sorted(r.scoring_id for r in results)
+    mc = np.asarray(logged["values"].iloc[0])
+    assert mc.shape == (5, 3) and np.allclose(mc.sum(axis=1), 1.0) and mc.std(axis=0).max() > 0  # passes differ
+    queue = dl.suggest(store, ingest.model_version, 2, strategy="bald")
+    params = store.runs("suggest").iloc[-1]["params"]
+    assert "logged by the endpoint" in str(params) and len(queue.scoring_ids) == 2
+    with pytest.raises(dl.ConfigError, match="mc_passes"):
+        dl.deploy(model, store, classes=CLASSES, model_version=ingest.model_version, mc_passes=1)
+    nodrop = dl.ClipClassifier(classes=CLASSES, backbone="tiny3d", spec=SPEC, embed_dim=16, dropout=0.0)
+    with pytest.raises(dl.ConfigError, match="dropout"):
+        dl.deploy(nodrop, store, classes=CLASSES, name="nodrop", mc_passes=4)
+    store.close()
+
+
+def test_suggest_reports_whether_to_stop_with_the_evidence(scored):
+    store, version = scored
+    first = dl.suggest(store, version, 2)
+    assert not first.should_stop and "one version" in first.stop.reason
+    # a second round's version scores the same clips; identical weights predict identically: kappa 1
+    model = dl.load_version(store, version)
+    v2, _ = dl.register_version(store, model, name="shapes", parent=version, params={})
+    ingest = dl.deploy_version(store, v2)
+    pool = sorted(store.matched(model_version=version).df()["scoring_id"])
+    ingest.shadow_score(pool, progress=False)
+    second = dl.suggest(store, v2, 2, stop_window=1)
+    assert second.should_stop and second.stop.kappas == [1.0] and second.stop.versions == [version, v2]
+    assert second.stop.n_stop_set == 6  # the clips both versions scored without a user score
+    result = json.loads(store.runs("suggest").iloc[-1]["result"])
+    assert result["stop"]["should_stop"] is True and result["stop"]["kappas"] == [1.0]
+    assert not dl.suggest(store, v2, 2, stop_window=2).should_stop  # one comparison cannot fill a window of 2

@@ -80,5 +80,5 @@ def mc_dropout_probabilities(model: nn.Module, x: torch.Tensor, *, passes: int =
         torch.manual_seed(seed)
         for _ in range(passes):
             probs = [torch.softmax(model(x[i : i + batch_size]), dim=1) for i in range(0, len(x), batch_size)]
-            out.append(torch.cat(probs).double().numpy())
+            out.append(torch.cat(probs).double().cpu().numpy())
     return np.stack(out)

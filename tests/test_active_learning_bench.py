@@ -1,0 +1,67 @@
+"""A tiny real run of the label-less benchmark (bench/active_learning.py) end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "active_learning.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("active_learning", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_curve_figures_are_exact_on_hand_made_curves():
+    bench = _bench()
+    assert bench.normalised_auc([20, 40, 60], [0.5, 0.7, 0.7]) == pytest.approx((0.6 * 20 + 0.7 * 20) / 40)
+    assert bench.normalised_auc([20], [0.4]) == 0.4
+    assert bench.labels_to_reach([20, 40, 60], [0.5, 0.8, 0.7], 0.75) == 40
+    assert bench.labels_to_reach([20, 40], [0.5, 0.6], 0.75) is None
+    lo, hi = bench.bootstrap([0.1, 0.2, 0.3, 0.4])
+    assert lo <= 0.25 <= hi and np.isnan(bench.bootstrap([0.5])[0])
+
+
+@pytest.mark.slow
+def test_tiny_run_records_real_learning_curves_and_autolabelling(tmp_path, capsys):
+    bench = _bench()
+    out, fig = tmp_path / "raw.jsonl", tmp_path / "curves.png"
+    arms = ["random", "margin", "cluster_margin"]
+    results = bench.main(["--dataset", "shapes", "--seeds", "1", "--pool", "40", "--test", "30", "--start", "6",
+                          "--step", "6", "--max-labels", "18", "--epochs", "1", "--epoch-clips", "16",
+                          "--frames-in", "8", "--size-in", "32", "--min-support", "1", "--arms", ",".join(arms),
+                          "--json", str(out), "--plot", str(fig)])
+    assert [r["arm"] for r in results] == arms
+    for r in results:
+        assert r["labels"] == [6, 12, 18] and len(r["accuracy"]) == 3
+        assert all(0.0 <= a <= 1.0 for a in r["accuracy"]) and 0.0 <= r["auc"] <= 1.0
+        assert r["final_accuracy"] == r["accuracy"][-1]
+        assert len(r["order"]) == 18 and len(set(r["order"])) == 18 and all(0 <= i < 40 for i in r["order"])
+        assert r["order"][:6] == results[0]["order"][:6]  # every arm starts from the seed's shared draw
+        assert r["accuracy"][0] == results[0]["accuracy"][0]  # ... and the same first model
+        a = r["autolabel"]
+        assert a["n_train"] + a["n_val"] == 18 and a["n_val"] >= 1 and a["n_remaining"] == 40 - 18
+        assert a["coverage"] == a["n_auto"] / a["n_remaining"] and a["auto_share"] == a["n_auto"] / (a["n_auto"] + 18)
+        if a["threshold"] is None:
+            assert a["n_auto"] == 0 and a["precision"] is None
+        else:
+            assert a["ci_low"] <= a["precision"] <= a["ci_high"] and a["precision"] == a["n_correct"] / a["n_auto"]
+    assert any(r["autolabel"]["n_auto"] > 0 for r in results)
+    assert results[0]["order"] != results[1]["order"]  # margin did not simply repeat random's picks
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    def key(r):
+        return r["arm"], r["labels"], r["order"], r["autolabel"]["n_auto"]
+
+    assert [key(r) for r in lines] == [key(r) for r in results]
+    assert fig.stat().st_size > 0
+    text = capsys.readouterr().out
+    assert "random's mean final accuracy" in text and "auto-labelling" in text and "Goals" in text
+    again = bench.main(["--summarise", str(out)])
+    assert [r["auc"] for r in again] == [r["auc"] for r in results]
