@@ -140,28 +140,45 @@ def accuracy(model, x, y) -> float:
     return float((pred == y).float().mean())
 
 
-def one_seed(root: Path, seed: int, drifts: list[str], args, on_result) -> None:
+def lab_model(root: Path, seed: int, args) -> tuple[object, Path, Path]:
+    """v1 of a seed (trained once, kept for every drift) with its store and clean test clips."""
     base = seed * 10_000
     data = root / "clips"
+    store_dir = root / "store_v1"
+    test_clean = data / "test_clean" / "labels.csv"
+    done = root / "v1.json"
+    if done.exists():
+        return json.loads(done.read_text()), store_dir, test_clean
     train = make_clips(args.dataset, data / "train", args.train, base + 1, None, args)
     test_clean = make_clips(args.dataset, data / "test_clean", args.test, base + 2, None, args)
     spec = dl.ClipSpec(frames=args.frames, size=args.size)
-    store_dir = root / "store_v1"
     with dl.PayloadStore(store_dir) as store:
         v1 = dl.train_initial(store, train, name=args.dataset, spec=spec, epochs=args.epochs, seed=seed,
                               progress=False)
-    for k, drift in enumerate(drifts):
-        try:
-            one_cell(root, seed, k, drift, v1, store_dir, test_clean, args, on_result)
-        except Exception as exc:  # one broken cell must not lose the battery: record it and go on
-            shutil.rmtree(root / f"store_{drift}", ignore_errors=True)
-            print(f"seed {seed} {drift}: FAILED {type(exc).__name__}: {exc}", flush=True)
-            if args.json:
-                with open(args.json, "a") as fh:
-                    fh.write(json.dumps({"seed": seed, "drift": drift, "error": f"{type(exc).__name__}: {exc}"}) + "\n")
+    done.write_text(json.dumps({"version": v1.version}))
+    return {"version": v1.version}, store_dir, test_clean
 
 
-def one_cell(root: Path, seed: int, k: int, drift: str, v1, store_dir: Path, test_clean: Path, args,
+def run_battery(root: Path, seeds: list[int], drifts: list[str], args, on_result, done: set) -> None:
+    """Drift by drift, seed by seed, so that each drift completes over every seed before the next starts."""
+    for drift in drifts:
+        k = DRIFTS.index(drift)  # the drift's data seed does not depend on which drifts run
+        for seed in seeds:
+            if (seed, drift) in done:
+                continue
+            try:
+                v1, store_dir, test_clean = lab_model(root / f"seed{seed}", seed, args)
+                one_cell(root / f"seed{seed}", seed, k, drift, v1["version"], store_dir, test_clean, args, on_result)
+            except Exception as exc:  # one broken cell must not lose the battery: record it and go on
+                shutil.rmtree(root / f"seed{seed}" / f"store_{drift}", ignore_errors=True)
+                print(f"seed {seed} {drift}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                if args.json:
+                    with open(args.json, "a") as fh:
+                        fh.write(json.dumps({"seed": seed, "drift": drift,
+                                             "error": f"{type(exc).__name__}: {exc}"}) + "\n")
+
+
+def one_cell(root: Path, seed: int, k: int, drift: str, v1_version: str, store_dir: Path, test_clean: Path, args,
              on_result) -> None:
     base = seed * 10_000
     data = root / "clips"
@@ -171,14 +188,14 @@ def one_cell(root: Path, seed: int, k: int, drift: str, v1, store_dir: Path, tes
     shutil.copytree(store_dir, root / f"store_{drift}")
     out = {"seed": seed, "drift": drift, "dataset": args.dataset}
     with dl.PayloadStore(root / f"store_{drift}") as store:
-        model1 = dl.load_version(store, v1.version)
+        model1 = dl.load_version(store, v1_version)
         xc, yc = tensors(test_clean, model1)
         xd, yd = tensors(test, model1)
         out["v1_clean"], out["v1_drift"] = accuracy(model1, xc, yc), accuracy(model1, xd, yd)
         rows = dl.read_manifest(ops)
-        dl.deploy(model1, store, model_version=v1.version).score_many(
+        dl.deploy(model1, store, model_version=v1_version).score_many(
             [r["path"] for r in rows], [r["label"] for r in rows], progress=False)
-        report = run_loop(store, from_version=v1.version, iterations=1, epochs=args.retrain_epochs, seed=seed,
+        report = run_loop(store, from_version=v1_version, iterations=1, epochs=args.retrain_epochs, seed=seed,
                           holdout=args.holdout, top_neurons=4, n_steps=4, candidates=args.arms,
                           patience=args.patience, progress=False)
         it = report.iterations[0]
@@ -201,7 +218,7 @@ def one_cell(root: Path, seed: int, k: int, drift: str, v1, store_dir: Path, tes
             # training noise alone: plain retraining on the same data and split, other training seeds
             out["plain_repeats"] = []
             for j in range(1, args.b_repeats + 1):
-                mv = dl.retrain(store, v1.version, epochs=args.retrain_epochs, seed=seed + 1000 * j,
+                mv = dl.retrain(store, v1_version, epochs=args.retrain_epochs, seed=seed + 1000 * j,
                                 split_seed=seed, holdout=args.holdout, patience=args.patience, progress=False)
                 out["plain_repeats"].append(accuracy(dl.load_version(store, mv.version), xd, yd))
     out["seconds"] = time.perf_counter() - t0
@@ -335,9 +352,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
             with open(args.json, "a") as fh:
                 fh.write(json.dumps(r, default=str) + "\n")
 
+    done: set = set()
+    if args.json and args.json.exists():  # resume: cells already written are not run again
+        for line in args.json.read_text().splitlines():
+            r = json.loads(line) if line.strip() else {}
+            if r and "error" not in r:
+                results.append(r)
+                done.add((r["seed"], r["drift"]))
+        print(f"resuming: {len(done)} cells already in {args.json}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
-            one_seed(Path(tmp) / f"seed{seed}", seed, drifts, args, on_result)
+        run_battery(Path(tmp), list(range(args.first_seed, args.first_seed + args.seeds)), drifts, args, on_result,
+                    done)
     print(f"\n{args.dataset}: {args.seeds} seeds x {len(drifts)} drifts; {args.train} lab clips, {args.ops} labelled "
           f"drifted clips ({args.holdout:.0%} validation), {args.test}+{args.test} held-out test clips per drift and "
           f"seed; model reads {args.frames}x{args.size}px; v1 {args.epochs} epochs, retraining <= "
