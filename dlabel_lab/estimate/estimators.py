@@ -233,8 +233,8 @@ def ppi_lambda(correct, oracle_labelled, oracle_population) -> float:
     pseudo-oracle (the classical estimate), ``1`` is plain PPI.
 
     Example:
-        >>> ppi_lambda([1, 0, 1, 0], [0.9, 0.1, 0.9, 0.1], [0.9, 0.1] * 50)
-        0.98
+        >>> round(ppi_lambda([1, 0, 1, 1], [0.6, 0.5, 0.9, 0.4], [0.6, 0.5, 0.9, 0.4] * 25), 3)
+        0.68
     """
     y = np.asarray(correct, dtype=np.float64).ravel()
     f = np.asarray(oracle_labelled, dtype=np.float64).ravel()
@@ -321,7 +321,7 @@ def hansen_hurwitz_estimate(correct, draw_probabilities, *, population_size: int
     Example:
         >>> est = hansen_hurwitz_estimate([1, 0, 1], [0.5, 0.25, 0.25], population_size=3)
         >>> round(est.point, 4)
-        0.4444
+        0.6667
     """
     y = _indicator(correct)
     p = _scores(draw_probabilities, y.size, "draw_probabilities")
