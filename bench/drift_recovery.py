@@ -236,6 +236,49 @@ def bootstrap(values, *, n: int = 10_000, seed: int = 0, stat=np.mean) -> tuple[
     return float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
+def markdown_table(results: list[dict]) -> str:
+    """One Markdown row per drift (for bench/README.md): arms mean ± sd, paired differences and recovery with CIs."""
+    out = ["| drift (seeds) | (a) v1 clean / drifted | (b) plain | (c) derived | (d) generic | loop's choice | "
+           "(c) - (b) [95 % CI] | (c) - (d) [95 % CI] | choice - max(b, d) [95 % CI] | recovery by (c) [95 % CI] |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for drift in dict.fromkeys(r["drift"] for r in results):
+        rs = [r for r in results if r["drift"] == drift]
+
+        def col(key, rs=rs):
+            return np.array([r[key] for r in rs], dtype=float)
+
+        def ms(key):
+            v = col(key)
+            return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+        def diff(d):
+            lo, hi = bootstrap(d)
+            return f"{100 * d.mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+        best = np.maximum(col("plain_drift"), col("generic_drift"))
+        rec, lo, hi = recovery(rs)
+        out.append(f"| {drift} ({len(rs)}) | {col('v1_clean').mean():.3f} / {col('v1_drift').mean():.3f} | "
+                   f"{ms('plain_drift')} | {ms('derived_drift')} | {ms('generic_drift')} | {ms('choice_drift')} | "
+                   f"{diff(col('derived_drift') - col('plain_drift'))} | "
+                   f"{diff(col('derived_drift') - col('generic_drift'))} | {diff(col('choice_drift') - best)} | "
+                   f"{rec:.1%} [{lo:.1%}, {hi:.1%}] |")
+    return "\n".join(out)
+
+
+def recovery(rs: list[dict]) -> tuple[float, float, float]:
+    """((c) - v1 drifted) / (v1 clean - v1 drifted) over the seeds, with a bootstrap 95 % interval."""
+    data = np.array([[r["derived_drift"], r["v1_drift"], r["v1_clean"]] for r in rs], dtype=float)
+
+    def rec(rows):
+        lost = rows[:, 2].mean() - rows[:, 1].mean()
+        return (rows[:, 0].mean() - rows[:, 1].mean()) / lost if lost > 0 else float("nan")
+
+    rng = np.random.default_rng(1)
+    boots = [rec(data[rng.integers(0, len(data), len(data))]) for _ in range(5000)] if len(data) > 1 else []
+    lo, hi = np.nanquantile(boots, [0.025, 0.975]) if boots else (float("nan"), float("nan"))
+    return rec(data), float(lo), float(hi)
+
+
 def summarise(results: list[dict], arms: list[str]) -> str:
     lines = []
     for drift in dict.fromkeys(r["drift"] for r in results):
@@ -271,17 +314,8 @@ def summarise(results: list[dict], arms: list[str]) -> str:
             lo, hi = bootstrap(d)
             lines.append(f"  {name:<24} {100 * d.mean():+.1f} points, 95 % CI [{100 * lo:+.1f}, {100 * hi:+.1f}]")
         if "derived" in arms:
-            c, a_d, a_c = col("derived_drift"), col("v1_drift"), col("v1_clean")
-            data = np.stack([c, a_d, a_c], axis=1)
-
-            def rec(rows):
-                lost = rows[:, 2].mean() - rows[:, 1].mean()
-                return (rows[:, 0].mean() - rows[:, 1].mean()) / lost if lost > 0 else float("nan")
-
-            rng = np.random.default_rng(1)
-            boots = [rec(data[rng.integers(0, len(data), len(data))]) for _ in range(5000)] if len(data) > 1 else []
-            lo, hi = (np.nanquantile(boots, [0.025, 0.975]) if boots else (float("nan"), float("nan")))
-            lines.append(f"  (c) recovery             {rec(data):.1%}, 95 % CI [{lo:.1%}, {hi:.1%}]")
+            rec, lo, hi = recovery(rs)
+            lines.append(f"  (c) recovery             {rec:.1%}, 95 % CI [{lo:.1%}, {hi:.1%}]")
         reps = [r for r in rs if r.get("plain_repeats")]
         for r in reps:
             v = [r["plain_drift"], *r["plain_repeats"]]
@@ -330,7 +364,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{len(results)} cells from {', '.join(map(str, args.summarise))}; {len(failed)} failed")
         for r in failed:
             print(f"  failed: seed {r['seed']} {r['drift']}: {r['error']}")
-        print(summarise(sorted(results, key=lambda r: (DRIFTS.index(r["drift"]), r["seed"])), arms))
+        results = sorted(results, key=lambda r: (DRIFTS.index(r["drift"]), r["seed"]))
+        print(summarise(results, arms))
+        if {"plain", "derived", "generic"} <= set(arms):
+            print("\n" + markdown_table(results))
         return results
     drifts = list(DRIFTS) if args.drifts == "all" else [d.strip() for d in args.drifts.split(",") if d.strip()]
     unknown = sorted(set(drifts) - set(DRIFTS))

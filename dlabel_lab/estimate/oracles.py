@@ -244,7 +244,8 @@ def _lineage_column(store, model_version: str, rows: pd.DataFrame, out: pd.DataF
         others.append([by_id.get(s) for s in ids])
     if not any(v is not None for other in others for v in other):
         why = ("it has no ancestor" if not ancestors else
-               f"no ancestor ({', '.join(ancestors)}) scored these clips; shadow-score them (IngestEndpoint.shadow_score)")
+               f"no ancestor ({', '.join(ancestors)}) scored these clips; shadow-score them "
+               "(IngestEndpoint.shadow_score)")
         if explicit:
             raise ConfigError(f"lineage_agreement needs ancestors' predictions on the same clips, but {why}")
         notes["lineage_agreement"] = f"skipped: {why}"
