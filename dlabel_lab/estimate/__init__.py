@@ -42,6 +42,7 @@ _EXPORTS = {
     "EstimationRequest": ".api",
     "estimate_accuracy": ".api",
     "estimate_history": ".api",
+    "log_sample_labels": ".api",
     "plot_estimates": ".plots",
 }
 

@@ -38,7 +38,6 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from ..labeling.calibration import apply_temperature, stack_column
 
 __all__ = ["ATTRIBUTION_KIND", "ORACLES", "calibrated_confidence", "compute_pseudo_oracles", "load_pseudo_oracles",
            "mc_agreement", "oracle_scores", "prediction_agreement", "stored_temperature"]
@@ -62,6 +61,8 @@ def calibrated_confidence(probabilities, temperature: float | None = None) -> np
     if p.ndim != 2 or p.shape[0] == 0:
         raise ConfigError(f"probabilities must be (N, K) with N >= 1, got shape {p.shape}")
     if temperature is not None:
+        from ..labeling.calibration import apply_temperature  # lazily: calibration loads torchmetrics
+
         p = apply_temperature(p, temperature)
     return p.max(axis=1)
 
@@ -198,6 +199,8 @@ def compute_pseudo_oracles(store, model_version: str, *, oracles: Sequence[str] 
     Example:
         >>> compute_pseudo_oracles(store, "shapes-v2", oracles=["confidence", "tta_agreement"])  # doctest: +SKIP
     """
+    from ..labeling.calibration import stack_column
+
     wanted = list(ORACLES) if oracles is None else list(dict.fromkeys(oracles))
     unknown = sorted(set(wanted) - set(ORACLES))
     if unknown or not wanted:

