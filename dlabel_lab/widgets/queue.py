@@ -40,6 +40,11 @@ class LabelQueue(widgets.VBox):
         classes: The label set (the model's classes, in order).
         author: Who labels (default: the query, ``suggest:<run id>``).
         display_spec: How frames are sampled and sized for display.
+        source: The labels' source (``"human"``; ``"estimation-sample"`` for
+            an accuracy estimate's sample, ``"audit"`` for an audit).
+        show_guess: Show the model's guess next to the frames. Leave it off
+            when the labels measure the model (an estimate or an audit): a
+            shown guess pulls labellers towards it and flatters the model.
 
     Attributes:
         buttons: Class name -> button.
@@ -54,7 +59,7 @@ class LabelQueue(widgets.VBox):
     """
 
     def __init__(self, store, suggestion: Suggestion, *, classes: Sequence[str], author: str | None = None,
-                 display_spec: ClipSpec = DISPLAY_SPEC) -> None:
+                 display_spec: ClipSpec = DISPLAY_SPEC, source: str = "human", show_guess: bool = True) -> None:
         if not isinstance(suggestion, Suggestion):
             raise ConfigError(f"LabelQueue needs what suggest() returned, got {type(suggestion).__name__}")
         if not classes:
@@ -63,6 +68,10 @@ class LabelQueue(widgets.VBox):
         self.suggestion = suggestion
         self.rows = suggestion.table.to_dict("records")
         self.author = author or f"suggest:{suggestion.run_id}"
+        if not isinstance(source, str) or not source.strip():
+            raise ConfigError(f"LabelQueue source must be a non-empty string, got {source!r}")
+        self.source = source
+        self.show_guess = bool(show_guess)
         self.display_spec = display_spec
         self.labelled: list[tuple[str, str]] = []
         self.skipped: list[str] = []
@@ -94,7 +103,7 @@ class LabelQueue(widgets.VBox):
         if self.position >= len(self.rows):
             return
         sid = self.rows[self.position]["scoring_id"]
-        self.store.log_score(sid, label, source="human", author=self.author)
+        self.store.log_score(sid, label, source=self.source, author=self.author)
         self.labelled.append((sid, label))
         self.position += 1
         self._show()
@@ -124,8 +133,8 @@ class LabelQueue(widgets.VBox):
             return
         row = self.rows[self.position]
         self.header.value = text_html(f"clip {self.position + 1} of {n} ({self.suggestion.strategy})", tag="b")
-        self.why.value = text_html(f"model guess: {row['predicted_label']} ({row['confidence']:.2f}); "
-                                   f"why asked: {row['reason']}")
+        guess = f"model guess: {row['predicted_label']} ({row['confidence']:.2f}); " if self.show_guess else ""
+        self.why.value = text_html(f"{guess}why asked: {row['reason']}")
         path = self.store.verified_raw_path(row["scoring_id"])
         frames = read_checked_file(path, self.display_spec, name=f"clip {row['scoring_id']}").frames
         fig, ax = new_figure((8, 1.4))

@@ -132,10 +132,13 @@ def test_estimate_requests_labels_then_estimates_and_stores(scored, rows):
     srs_req = estimate_accuracy(store, version, budget=6, method="srs", seed=0)
     from dlabel_lab.widgets import LabelQueue  # people label the request in the active-learning queue
 
-    queue = LabelQueue(store, srs_req.as_suggestion(), classes=CLASSES)
+    queue = LabelQueue(store, srs_req.as_suggestion(), classes=CLASSES, source="estimation-sample", show_guess=False)
+    assert "model guess" not in queue.why.value  # a shown guess would pull labels towards the model
     while queue.position < len(queue.rows):
         queue.buttons[truth[queue.rows[queue.position]["scoring_id"]]].click()
     assert not queue.errors and len(queue.labelled) == len(srs_req.scoring_ids)
+    given = store.score_history().set_index("scoring_id").loc[srs_req.scoring_ids]
+    assert set(given["source"]) == {"estimation-sample"}
     classical = estimate_accuracy(store, version, budget=6, method="srs", seed=0)
     ppi = estimate_accuracy(store, version, budget=6, method="ppi", seed=0)
     assert classical.labels_used == ppi.labels_used == 6 and classical.request_id == ppi.request_id

@@ -52,6 +52,8 @@ def test_a_bad_label_is_shown_not_raised_and_bad_arguments_are_refused(queued):
     assert store.score_history().iloc[-1]["author"] == "ana"
     with pytest.raises(dl.ConfigError, match="what suggest"):
         LabelQueue(store, queue.table, classes=CLASSES)
+    with pytest.raises(dl.ConfigError, match="source"):
+        LabelQueue(store, queue, classes=CLASSES, source=" ")
 
 
 def test_the_dataset_browser_filters_by_label_source(queued):
