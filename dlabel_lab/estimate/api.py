@@ -332,8 +332,10 @@ def _draw(sampler: str, budget: int, seed: int, size: int, f: np.ndarray | None,
     assert f is not None
     if sampler == "stratified":
         strata = score_strata(f, design["n_strata"])
-        q = np.array([f[strata == k].mean() for k in range(design["n_strata"])])
-        return stratified_sample(strata, budget, stratum_sds=np.sqrt(np.clip(q * (1 - q), 0, None)), seed=seed)
+        # an oracle that is sure (q at 0 or 1) would get a stratum two labels and understate its variance:
+        # never trust it beyond 5 % / 95 % when allocating
+        q = np.clip([f[strata == k].mean() for k in range(design["n_strata"])], 0.05, 0.95)
+        return stratified_sample(strata, budget, stratum_sds=np.sqrt(q * (1 - q)), seed=seed)
     return failure_seeking_sample(np.clip(1 - f, 0, None), budget, seed=seed, uniform_share=design["uniform_share"])
 
 

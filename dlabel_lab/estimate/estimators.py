@@ -142,11 +142,12 @@ def clopper_pearson(successes: float, n: float, *, confidence: float = 0.95) -> 
 def _effective_interval(point: float, variance: float, n: int, confidence: float) -> tuple[float, float, float]:
     """Korn-Graubard: Clopper-Pearson at the effective sample size ``p(1-p)/var``; ``(low, high, n_eff)``.
 
-    When the variance is zero or the point sits on 0 or 1 (clipped), the
+    When the variance is zero (or only round-off away from it: a Hansen-Hurwitz
+    sample whose draws all agree) or the point sits on 0 or 1 (clipped), the
     effective size falls back to the number of labels, as Korn and Graubard do.
     """
     p = min(max(point, 0.0), 1.0)
-    n_eff = p * (1 - p) / variance if variance > 0 and 0 < p < 1 else float(n)
+    n_eff = p * (1 - p) / variance if variance > 1e-12 and 0 < p < 1 else float(n)
     low, high = clopper_pearson(n_eff * p, n_eff, confidence=confidence)
     return low, high, float(n_eff)
 

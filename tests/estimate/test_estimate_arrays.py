@@ -101,6 +101,15 @@ def test_hansen_hurwitz_is_exactly_unbiased_for_any_control():
         assert one.point == pytest.approx(z[[5, 9]].mean(), abs=1e-12)
 
 
+def test_hansen_hurwitz_interval_stays_finite_when_every_draw_agrees():
+    # draws of clips whose weighted values agree up to round-off: the variance is ~1e-33, not 0
+    y = np.ones(40)
+    p = np.full(40, 1 / 40) * (1 + 1e-15 * np.arange(40))
+    est = hansen_hurwitz_estimate(y, p / p.sum(), population_size=40, control=np.full(40, 0.5), control_mean=0.4)
+    assert 0 < est.details["variance"] < 1e-20 and est.point == pytest.approx(0.9)
+    assert np.isfinite([est.low, est.high]).all() and est.low <= est.point <= est.high
+
+
 def test_failure_seeking_estimate_averages_to_the_truth_and_finds_failures():
     f, y = _population(300, seed=1)
     points, hits, errors_found = [], 0, []
