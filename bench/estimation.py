@@ -89,6 +89,7 @@ from dlabel_lab.estimate import (
     compute_pseudo_oracles,
     failure_seeking_sample,
     hansen_hurwitz_estimate,
+    oracle_stratum_sds,
     ppi_estimate,
     score_strata,
     srs_estimate,
@@ -201,8 +202,7 @@ def draw(sampler: str, budget: int, seed: int, size: int, f: np.ndarray | None, 
         return srs_sample(size, budget, seed=seed)
     if sampler == "stratified":
         strata = score_strata(f, n_strata)
-        q = np.array([f[strata == k].mean() for k in range(n_strata)])
-        return stratified_sample(strata, budget, stratum_sds=np.sqrt(np.clip(q * (1 - q), 0, None)), seed=seed)
+        return stratified_sample(strata, budget, stratum_sds=oracle_stratum_sds(f, strata, n_strata), seed=seed)
     return failure_seeking_sample(np.clip(1 - f, 0, None), budget, seed=seed, uniform_share=uniform_share)
 
 

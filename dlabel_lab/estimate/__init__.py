@@ -20,6 +20,7 @@ _EXPORTS = {
     "score_strata": ".samplers",
     "neyman_allocation": ".samplers",
     "stratified_sample": ".samplers",
+    "oracle_stratum_sds": ".samplers",
     "draw_probabilities": ".samplers",
     "failure_seeking_sample": ".samplers",
     "unit_variances": ".planning",

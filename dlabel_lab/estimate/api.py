@@ -47,7 +47,15 @@ from ..labeling.suggest import Suggestion
 from .estimators import Estimate, hansen_hurwitz_estimate, ppi_estimate, srs_estimate, stratified_estimate
 from .oracles import ORACLES, oracle_scores, stored_temperature
 from .population import Population, load_population
-from .samplers import SAMPLERS, Sample, failure_seeking_sample, score_strata, srs_sample, stratified_sample
+from .samplers import (
+    SAMPLERS,
+    Sample,
+    failure_seeking_sample,
+    oracle_stratum_sds,
+    score_strata,
+    srs_sample,
+    stratified_sample,
+)
 
 __all__ = ["LABEL_SOURCE", "REQUEST_KIND", "EstimationRequest", "estimate_accuracy", "estimate_history",
            "log_sample_labels"]
@@ -332,10 +340,8 @@ def _draw(sampler: str, budget: int, seed: int, size: int, f: np.ndarray | None,
     assert f is not None
     if sampler == "stratified":
         strata = score_strata(f, design["n_strata"])
-        # an oracle that is sure (q at 0 or 1) would get a stratum two labels and understate its variance:
-        # never trust it beyond 5 % / 95 % when allocating
-        q = np.clip([f[strata == k].mean() for k in range(design["n_strata"])], 0.05, 0.95)
-        return stratified_sample(strata, budget, stratum_sds=np.sqrt(q * (1 - q)), seed=seed)
+        sds = oracle_stratum_sds(f, strata, design["n_strata"])
+        return stratified_sample(strata, budget, stratum_sds=sds, seed=seed)
     return failure_seeking_sample(np.clip(1 - f, 0, None), budget, seed=seed, uniform_share=design["uniform_share"])
 
 

@@ -174,6 +174,27 @@ def neyman_allocation(stratum_sizes, stratum_sds, n: int, *, minimum: int = 2) -
     return out
 
 
+def oracle_stratum_sds(scores, strata, n_strata: int, *, trust: float = 0.95) -> np.ndarray:
+    """Neyman's ``S_h`` per stratum from a pseudo-oracle: ``sqrt(q (1 - q))`` of the stratum's mean score ``q``.
+
+    ``q`` is clipped to ``[1 - trust, trust]``: a stratum where the oracle is
+    sure would otherwise get ``S_h = 0``, only the minimum of labels and an
+    understated variance.
+
+    Example:
+        >>> oracle_stratum_sds([1.0, 1.0, 0.5, 0.5], [0, 0, 1, 1], 2).round(3).tolist()
+        [0.218, 0.5]
+    """
+    f = np.asarray(scores, dtype=np.float64).ravel()
+    s = np.asarray(strata).ravel()
+    if f.size != s.size or not 0.5 <= trust < 1:
+        raise ConfigError(f"oracle_stratum_sds needs one stratum per score and trust in [0.5, 1), got {f.size} "
+                          f"scores, {s.size} strata, trust {trust!r}")
+    q = np.array([f[s == k].mean() if np.any(s == k) else 0.5 for k in range(n_strata)])
+    q = np.clip(q, 1 - trust, trust)
+    return np.sqrt(q * (1 - q))
+
+
 def stratified_sample(strata, n: int, *, stratum_sds=None, seed: int = 0, minimum: int = 2) -> Sample:
     """A stratified random sample: Neyman allocation, then a simple random sample inside each stratum.
 
