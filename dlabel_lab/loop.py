@@ -17,8 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,7 @@ def retrain(
     select_best: bool = True,
     candidate: str | None = None,
     split_seed: int | None = None,
+    source_weights: Mapping[str, float] | None = None,
     **matched_filters,
 ) -> ModelVersion:
     """Retrain a model version on the labelled clips of the store.
@@ -148,6 +150,10 @@ def retrain(
         schedule: Learning-rate schedule, ``"cosine"`` or ``"constant"``.
         select_best: Keep the best validation epoch (else the last).
         candidate: A name recorded with the version (e.g. ``"derived"``).
+        source_weights: Loss weight per label source, e.g.
+            ``{"estimation-sample": 3.0}`` to weigh the mispredictions an
+            accuracy estimate's sample found (sources not named, and the lab
+            clips, weigh 1). Recorded with the version.
         split_seed: Salt of the split when it should differ from ``seed``
             (e.g. to measure training noise alone on a fixed split).
         **matched_filters: Filters of ``store.matched()`` that select the clips.
@@ -169,6 +175,7 @@ def retrain(
         "filters": {k: str(v) for k, v in matched_filters.items()}, "generic": generic, "patience": patience,
         "schedule": schedule, "select_best": select_best, "candidate": candidate,
         "split_seed": seed if split_seed is None else split_seed,
+        "source_weights": _check_source_weights(source_weights),
     }
     generic_variant = ("affine" if generic else None) if isinstance(generic, bool) else generic
     if generic_variant is not None and generic_variant not in GENERIC_VARIANTS:
@@ -199,7 +206,12 @@ def retrain(
         if generic_variant is not None:
             generic_aug = generic_augment(size=spec.out_size, mean=spec.mean, std=spec.std, variant=generic_variant)
         child = fine_tune_copy(parent, lr=lr, class_weights=class_weights, spec=spec)
-        train_rows = by_id.loc[train_ids].reset_index()[["scoring_id", "media_path", "label"]].to_dict("records")
+        train_frame = by_id.loc[train_ids].reset_index()
+        train_rows = train_frame[["scoring_id", "media_path", "label"]].to_dict("records")
+        weights = lab_weights = None
+        if source_weights:
+            sources = train_frame["label_source"] if "label_source" in train_frame else [None] * len(train_frame)
+            weights = [float(source_weights.get(str(s), 1.0)) for s in sources]
         lab_rows = lineage_training_rows(store, from_version) if include_lab_data else []
         lab_rows = [{"media_path": r["path"], "label": r["label"]} for r in lab_rows if r["label"] in parent.classes]
         lab_rows = _without_held_out_copies(lab_rows, set(by_id.loc[holdout_ids, "sha256"]))
@@ -210,11 +222,13 @@ def retrain(
         speed = params.speed if params is not None else None
         ops_speed = (ops_params.speed if lab_rows else speed) if augment is not None else None
         p_speed = params.p if params is not None else 1.0
+        if source_weights and lab_rows:
+            lab_weights = [1.0] * len(lab_rows)  # every part yields (x, y, w) so that batches collate
         parts = [ClipDataset(train_rows, classes=child.classes, spec=spec, speed=ops_speed, speed_p=p_speed,
-                             augment=chain_augments(ops_aug, generic_aug))]
+                             augment=chain_augments(ops_aug, generic_aug), weights=weights)]
         if lab_rows:
             parts.append(ClipDataset(lab_rows, classes=child.classes, spec=spec, speed=speed, speed_p=p_speed,
-                                     augment=chain_augments(augment, generic_aug)))
+                                     augment=chain_augments(augment, generic_aug), weights=lab_weights))
         train = ConcatDataset(parts)
         val = ClipDataset(by_id.loc[holdout_ids].reset_index(), classes=child.classes, spec=spec)
         selection: dict = {}
@@ -238,6 +252,20 @@ def retrain(
         holdout_ids=holdout_ids, params=params, history=history, log_dir=log_dir, selection=selection,
         candidate=candidate,
     )
+
+
+def _check_source_weights(source_weights) -> dict[str, float] | None:
+    if source_weights is None:
+        return None
+    if not isinstance(source_weights, Mapping):
+        raise ConfigError(f"source_weights must map label sources to weights, got {type(source_weights).__name__}")
+    out = {}
+    for source, weight in source_weights.items():
+        if not isinstance(source, str) or isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"source_weights needs source name -> finite weight >= 0, got {source!r}: {weight!r}")
+        out[source] = float(weight)
+    return out
 
 
 def _without_held_out_copies(lab_rows: list[dict], held_out_sha256: set[str]) -> list[dict]:

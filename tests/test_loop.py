@@ -76,6 +76,36 @@ def test_retrain_records_its_params_and_spec(scored_store):
     assert dl.load_version(store, v2.version).spec.window == (0.0, 0.5)
 
 
+def test_retrain_weighs_labels_by_source_and_records_it(scored_store, monkeypatch):
+    store, v1 = scored_store
+    ids = sorted(store.matched(model_version=v1.version).df()["scoring_id"])
+    truth = store.matched(model_version=v1.version).df().set_index("scoring_id")["user_label"]
+    for sid in ids[:4]:  # four clips re-labelled by an accuracy estimate's sample
+        store.log_score(sid, truth[sid], source="estimation-sample")
+    import dlabel_lab.loop as loop
+
+    seen = {}
+    real = loop.train_model
+
+    def spy(model, train, **kwargs):
+        seen["train"] = train
+        return real(model, train, **kwargs)
+
+    monkeypatch.setattr(loop, "train_model", spy)
+    v2 = dl.retrain(store, v1.version, epochs=1, progress=False, source_weights={"estimation-sample": 3.0})
+    ops, lab = seen["train"].datasets
+    by_id = dict(zip([r["scoring_id"] for r in ops.rows], ops.weights, strict=True))
+    assert {by_id[s] for s in ids[:4] if s in by_id} == {3.0} and set(ops.weights) == {1.0, 3.0}
+    assert set(lab.weights) == {1.0} and len(lab[0]) == 3  # every part yields (x, y, w)
+    info = store.get_model(v2.version)
+    saved = info["params"] if isinstance(info["params"], dict) else json.loads(info["params"])
+    assert saved["training"]["source_weights"] == {"estimation-sample": 3.0}
+    members = store.dataset_members(v2.dataset_version)
+    assert (members["label_source"] == "estimation-sample").sum() == 4  # lineage says which came from estimation
+    with pytest.raises(dl.ConfigError, match="source_weights"):
+        dl.retrain(store, v1.version, epochs=1, progress=False, source_weights={"human": -1})
+
+
 def test_retrain_failure_is_in_the_execution_log(scored_store):
     store, _ = scored_store
     with pytest.raises(dl.DLabelError):
