@@ -5,6 +5,8 @@ Example:
     $ dlabel-lab ingest runs/demo data/shapes/operational/labels.csv
     $ dlabel-lab retrain runs/demo --loop 2
     $ dlabel-lab versions runs/demo --lineage shapes-v3
+    $ dlabel-lab suggest runs/demo --budget 20
+    $ dlabel-lab estimate runs/demo --budget 100 --sampler failure-seeking
     $ dlabel-lab export runs/demo runs/parquet
     $ dlabel-lab verify runs/demo
     $ dlabel-lab samples data
@@ -191,6 +193,33 @@ def _cmd_suggest(args) -> int:
     return 0
 
 
+def _cmd_estimate(args) -> int:
+    from .estimate.api import estimate_accuracy
+    from .store.payload_store import PayloadStore
+
+    _require_store(args.store)
+    with PayloadStore(args.store) as store:
+        version = args.version or _newest(store)
+        got = estimate_accuracy(store, version, budget=args.budget, sampler=args.sampler, method=args.method,
+                                oracle=args.oracle, seed=args.seed)
+        if not got.ready:
+            table = got.missing
+            if args.out:
+                out = Path(args.out)
+                table.to_csv(out, index=False)
+                print(f"{len(table)} clips to label for the estimate written to {out}")
+            else:
+                cols = ["scoring_id", "draws", "inclusion_probability", "media_path"]
+                print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+            print(f"sample {got.run_id}: {got.sampler} over {got.population_size} clips scored by {version}; "
+                  f"{len(table)} of its clips need a person's label (source {got.label_source!r}); run the same "
+                  "command again once they are labelled")
+            return 0
+        print(f"{version}: accuracy {got.point:.3f}, {got.confidence:.0%} interval [{got.low:.3f}, {got.high:.3f}] "
+              f"from {got.labels_used} labels ({got.method}, {got.sampler} sample, oracle {got.oracle})")
+    return 0
+
+
 def _cmd_versions(args) -> int:
     from .store.payload_store import PayloadStore
 
@@ -307,6 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", help="write the queue as CSV instead of printing it")
     q.set_defaults(func=_cmd_suggest)
+    s = sub.add_parser("estimate", help="the deployed model's accuracy with an interval from a few sampled labels")
+    s.add_argument("store")
+    s.add_argument("--budget", type=whole_number(2), default=100, help="clips to sample (draws)")
+    s.add_argument("--sampler", default="srs", choices=["srs", "stratified", "failure-seeking"])
+    s.add_argument("--method", default=None, choices=["srs", "ppi", "stratified", "weighted"],
+                   help="estimator (default: the sampler's first; ppi or srs with srs)")
+    s.add_argument("--oracle", default="confidence",
+                   choices=["confidence", "lineage_agreement", "tta_agreement", "mc_agreement"])
+    s.add_argument("--version", help="model version to estimate (default: the newest)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="write the clips to label as CSV instead of printing them")
+    s.set_defaults(func=_cmd_estimate)
     v = sub.add_parser("versions", help="list model versions (and one version's lineage)")
     v.add_argument("store")
     v.add_argument("--lineage", metavar="VERSION")

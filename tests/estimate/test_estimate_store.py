@@ -176,3 +176,23 @@ def test_plan_labels_from_the_pilot(scored):
             wider.labels(method) <= plan.labels(method)
     with pytest.raises(dl.ConfigError, match="pilot of at least 20"):
         plan_labels(store, version, min_pilot=20)
+
+
+def test_cli_estimate_asks_for_labels_then_prints_the_estimate(scored, capsys):
+    from dlabel_lab.cli import main
+
+    store, ingest, truth = scored
+    version = ingest.model_version
+    path = str(store.path)
+    store.close()
+    assert main(["estimate", path, "--budget", "6", "--version", version]) == 0
+    out = capsys.readouterr().out
+    assert "need a person's label (source 'estimation-sample')" in out and "run the same command again" in out
+    with dl.PayloadStore(path) as s:
+        req = estimate_accuracy(s, version, budget=6)
+        assert isinstance(req, EstimationRequest) and all(sid in out for sid in req.scoring_ids)
+        log_sample_labels(s, req, {sid: truth[sid] for sid in req.scoring_ids})
+    assert main(["estimate", path, "--budget", "6", "--version", version]) == 0
+    out = capsys.readouterr().out
+    assert f"{version}: accuracy " in out and "95% interval [" in out and "(ppi, srs sample, oracle confidence)" in out
+    assert main(["estimate", path, "--budget", "6", "--sampler", "failure-seeking", "--method", "srs"]) == 2
