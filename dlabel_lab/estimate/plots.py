@@ -27,6 +27,10 @@ __all__ = ["plot_estimates"]
 _NEEDED = ("method", "labels_used", "point", "low", "high")
 
 
+#: One colour per estimator, the same in every plot (matplotlib's tab10).
+METHOD_COLOURS = {"srs": "tab:blue", "ppi": "tab:orange", "stratified": "tab:green", "weighted": "tab:red"}
+
+
 def plot_estimates(history: pd.DataFrame, *, truth: float | None = None, ax: Any = None) -> Any:  # noqa: ANN401
     """Each estimate as a point with its interval, against the labels it used, one colour per method.
 
@@ -62,7 +66,8 @@ def plot_estimates(history: pd.DataFrame, *, truth: float | None = None, ax: Any
         x = rows["labels_used"].to_numpy(dtype=np.float64) + (i - (len(methods) - 1) / 2) * 0.01 * span
         y = rows["point"].to_numpy(dtype=np.float64)
         err = np.vstack([y - rows["low"].to_numpy(dtype=np.float64), rows["high"].to_numpy(dtype=np.float64) - y])
-        ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o-", capsize=4, label=str(method))
+        ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o-", capsize=4, label=str(method),
+                    color=METHOD_COLOURS.get(str(method)))
     if truth is not None:
         ax.axhline(truth, color="grey", ls="--", label=f"truth {truth:.3f}")
     ax.set_xlabel("labels spent")
