@@ -33,8 +33,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,8 +139,8 @@ class EstimationRequest:
 
 def estimate_accuracy(store, model_version: str, *, budget: int, method: str | None = None, sampler: str = "srs",
                       oracle: str = "confidence", seed: int = 0, confidence: float = 0.95, n_strata: int = 4,
-                      uniform_share: float = 0.2, fresh: bool = False,
-                      save: bool = True) -> Estimate | EstimationRequest:
+                      uniform_share: float = 0.2, fresh: bool = False, save: bool = True,
+                      pool: Sequence[str] | None = None) -> Estimate | EstimationRequest:
     """Estimate a version's operational accuracy from a recorded sample, or ask for the labels it lacks.
 
     Args:
@@ -166,6 +167,10 @@ def estimate_accuracy(store, model_version: str, *, budget: int, method: str | N
         fresh: Draw a new sample even when one is recorded (e.g. to include
             clips scored since).
         save: Store the estimate with the version (``split="estimate:<method>"``).
+        pool: The clips the estimate speaks for (default: every operational
+            clip of the version: all it scored outside its training ids).
+            Recorded with the sample (its ids and their digest), so the same
+            pool finds the same sample again.
 
     Returns:
         The :class:`~dlabel_lab.estimate.estimators.Estimate` when every
@@ -185,13 +190,19 @@ def estimate_accuracy(store, model_version: str, *, budget: int, method: str | N
     """
     method = _check(sampler, method, oracle, budget)
     design = _design(sampler, int(budget), seed, oracle, n_strata, uniform_share)
+    pool_ids = None if pool is None else sorted(dict.fromkeys(str(s) for s in pool))
+    if pool_ids is not None:
+        if not pool_ids:
+            raise ConfigError("the pool is empty; pass the scoring ids the estimate should speak for, or None")
+        design["pool_digest"] = hashlib.sha256("\n".join(pool_ids).encode()).hexdigest()
     found = None if fresh else _find_request(store, model_version, design)
     if found is None:
-        pop = load_population(store, model_version)
-        run_id, params, result = _record_sample(store, pop, design)
+        pop = load_population(store, model_version, scoring_ids=pool_ids)
+        run_id, params, result = _record_sample(store, pop, design, pool_ids)
     else:
         run_id, params, result = found
-        pop = load_population(store, model_version, as_of=pd.Timestamp(params["as_of"]).to_pydatetime())
+        pop = load_population(store, model_version, as_of=pd.Timestamp(params["as_of"]).to_pydatetime(),
+                              scoring_ids=result.get("pool_ids"))
         if pop.digest != params["population_digest"]:
             raise ConfigError(f"the population of sample {run_id} changed ({params['population_size']} clips then, "
                               f"{pop.size} now); draw a new sample with fresh=True")
@@ -297,7 +308,8 @@ def _find_request(store, model_version: str, design: dict) -> tuple[str, dict, d
     runs = runs[(runs["model_version"] == model_version) & (runs["status"] == "ok")]
     for _, run in runs.iloc[::-1].iterrows():  # the latest first
         params = json.loads(run["params"])
-        if all(params.get(k) == v for k, v in design.items()):
+        same_pool = params.get("pool_digest") == design.get("pool_digest")  # a whole-population sample has none
+        if same_pool and all(params.get(k) == v for k, v in design.items()):
             return str(run["run_id"]), params, json.loads(run["result"])
     return None
 
@@ -307,7 +319,7 @@ def _population_scores(store, pop: Population, oracle: str, temperature: float |
                          probabilities=stack_column(pop.frame, "probabilities"), temperature=temperature)
 
 
-def _record_sample(store, pop: Population, design: dict) -> tuple[str, dict, dict]:
+def _record_sample(store, pop: Population, design: dict, pool_ids: list[str] | None = None) -> tuple[str, dict, dict]:
     """Draw the sample and record it as an ``estimation-sample`` run."""
     temperature = stored_temperature(store, pop.model_version)
     sampler, budget, seed = design["sampler"], design["budget"], design["seed"]
@@ -326,6 +338,7 @@ def _record_sample(store, pop: Population, design: dict) -> tuple[str, dict, dic
             "stratum_sizes": None if sample.stratum_sizes is None else sample.stratum_sizes.tolist(),
             "control": None if f is None else f[sample.indices].tolist(),
             "control_mean": None if f is None else float(f.mean()),
+            "pool_ids": pool_ids,
         }
     except BaseException as error:
         store.finish_run(run_id, status="failed", error=error)

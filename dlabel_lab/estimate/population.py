@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -93,13 +94,16 @@ class Population:
         return np.array([index[s] for s in scoring_ids], dtype=np.int64)
 
 
-def load_population(store, model_version: str, *, as_of: datetime | None = None) -> Population:
+def load_population(store, model_version: str, *, as_of: datetime | None = None,
+                    scoring_ids: Sequence[str] | None = None) -> Population:
     """The clips ``model_version`` scored in operation (not its training clips), up to ``as_of``.
 
     Args:
         store: The payload store.
         model_version: The deployed version.
         as_of: Keep clips predicted at or before this time (default: all).
+        scoring_ids: Keep only these clips (e.g. one site's or one week's);
+            each must be an operational clip of the version.
 
     Raises:
         UnknownRecord: The version is not registered.
@@ -113,6 +117,13 @@ def load_population(store, model_version: str, *, as_of: datetime | None = None)
     train_ids = set((info.get("params") or {}).get("train_ids") or [])
     frame = store.matched(model_version=model_version).project(", ".join(_COLUMNS)).df()
     frame = frame[~frame["scoring_id"].isin(train_ids)]
+    if scoring_ids is not None:
+        wanted = list(dict.fromkeys(str(s) for s in scoring_ids))
+        stray = sorted(set(wanted) - set(frame["scoring_id"]))
+        if stray:
+            raise ConfigError(f"{len(stray)} pool id(s) are not operational clips of {model_version} (e.g. "
+                              f"{stray[0]}): clips it trained on or never scored; score them with it first")
+        frame = frame[frame["scoring_id"].isin(set(wanted))]
     if as_of is not None:
         frame = frame[frame["predicted_at"] <= pd.Timestamp(as_of)]
     if frame.empty:

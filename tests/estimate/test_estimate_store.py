@@ -196,3 +196,18 @@ def test_cli_estimate_asks_for_labels_then_prints_the_estimate(scored, capsys):
     out = capsys.readouterr().out
     assert f"{version}: accuracy " in out and "95% interval [" in out and "(ppi, srs sample, oracle confidence)" in out
     assert main(["estimate", path, "--budget", "6", "--sampler", "failure-seeking", "--method", "srs"]) == 2
+
+
+def test_an_estimate_can_speak_for_a_chosen_pool(scored):
+    store, ingest, truth = scored
+    version = ingest.model_version
+    pool = sorted(truth)[12:24]  # e.g. one site's clips
+    req = estimate_accuracy(store, version, budget=5, pool=pool, seed=3)
+    assert req.population_size == 12 and set(req.table["scoring_id"]) <= set(pool)
+    whole = estimate_accuracy(store, version, budget=5, seed=3)
+    assert whole.run_id != req.run_id and whole.population_size == 24  # the whole population is another sample
+    log_sample_labels(store, req, {sid: truth[sid] for sid in req.scoring_ids})
+    est = estimate_accuracy(store, version, budget=5, pool=list(reversed(pool)), seed=3, method="srs")
+    assert isinstance(est, Estimate) and est.request_id == req.run_id and est.labels_used == len(req.table)
+    with pytest.raises(dl.ConfigError, match="not operational clips"):
+        estimate_accuracy(store, version, budget=5, pool=["01900000-0000-7000-8000-000000000000"])
