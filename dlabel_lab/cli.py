@@ -169,6 +169,15 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _show_or_export(table, out: str | None, cols: list[str], *, what: str, digits: int) -> None:
+    """Print a queue of clips (some columns), or write all of it as CSV to ``out``."""
+    if out:
+        table.to_csv(Path(out), index=False)
+        print(f"{len(table)} clips {what} written to {out}")
+    else:
+        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.{digits}f}"))
+
+
 def _cmd_suggest(args) -> int:
     from .labeling.suggest import suggest
     from .store.payload_store import PayloadStore
@@ -178,13 +187,8 @@ def _cmd_suggest(args) -> int:
         version = args.version or _newest(store)
         queue = suggest(store, version, args.budget, strategy=args.strategy, seed=args.seed)
         table = queue.table
-        if args.out:
-            out = Path(args.out)
-            table.to_csv(out, index=False)
-            print(f"{len(table)} clips to label next written to {out}")
-        else:
-            cols = ["rank", "scoring_id", "score", "predicted_label", "confidence", "reason"]
-            print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        _show_or_export(table, args.out, ["rank", "scoring_id", "score", "predicted_label", "confidence", "reason"],
+                        what="to label next", digits=3)
         print(f"query {queue.run_id}: {args.strategy} over {queue.pool_size} unlabelled clips scored by {version}")
         stop = queue.stop
         kappas = ", ".join(f"{k:.3f}" for k in stop.kappas) or "none yet"
@@ -204,13 +208,8 @@ def _cmd_estimate(args) -> int:
                                 oracle=args.oracle, seed=args.seed)
         if not got.ready:
             table = got.missing
-            if args.out:
-                out = Path(args.out)
-                table.to_csv(out, index=False)
-                print(f"{len(table)} clips to label for the estimate written to {out}")
-            else:
-                cols = ["scoring_id", "draws", "inclusion_probability", "media_path"]
-                print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+            _show_or_export(table, args.out, ["scoring_id", "draws", "inclusion_probability", "media_path"],
+                            what="to label for the estimate", digits=4)
             print(f"sample {got.run_id}: {got.sampler} over {got.population_size} clips scored by {version}; "
                   f"{len(table)} of its clips need a person's label (source {got.label_source!r}); run the same "
                   "command again once they are labelled")
