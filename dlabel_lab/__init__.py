@@ -99,6 +99,7 @@ _EXPORTS = {
     'make_shape_clips': '.media.samples',
     'read_manifest': '.media.manifest',
     'write_sample_data': '.media.samples',
+    'write_clip': '.media.writing',
     # media.video
     'Clip': '.media.video',
     'clip_stats': '.media.video',
@@ -238,4 +239,5 @@ __all__ = [
     "UnsupportedMedia",
     "WeightsUnavailable",
     "write_sample_data",
+    "write_clip",
 ]

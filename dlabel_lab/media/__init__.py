@@ -24,9 +24,11 @@ _EXPORTS = {
     "read_manifest": ".manifest",
     "check_manifest": ".manifest",
     "write_sample_data": ".samples",
+    "write_clip": ".writing",
+    "decode_frames": ".decoding",
 }
 
-_SUBMODULES = ("video", "samples", "manifest", "checks")
+_SUBMODULES = ("video", "decoding", "writing", "samples", "manifest", "checks")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

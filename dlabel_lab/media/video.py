@@ -1,4 +1,4 @@
-"""Reading clips with OpenCV, frame sampling, and preprocessing into tensors.
+"""Reading clips (PyAV, seeking to the sampled frames), frame sampling, and preprocessing into tensors.
 
 The two public steps are :func:`read_clip` (decode, sample, crop and resize
 as ``uint8``) and :func:`to_tensor` (normalise once per clip into a float
@@ -25,18 +25,17 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import ConfigError, EmptyMedia, MediaTooLarge, TruncatedMedia, UnsupportedMedia
+from ..errors import ConfigError, TruncatedMedia, UnsupportedMedia
 from .checks import (  # noqa: F401 - container_problem and sniff_container are public here
-    _bytes_as_file,
     _check_head,
     _check_path,
     _check_structure,
-    _native_errors,
     check_container_file,
     check_file_size,
     container_problem,
     sniff_container,
 )
+from .decoding import decode_frames
 
 __all__ = [
     "check_container_file",
@@ -272,9 +271,14 @@ def _crop_box(h: int, w: int, crop) -> tuple[int, int, int, int] | None:
 def read_clip(source: Source, spec: ClipSpec | None = None) -> Clip:
     """Decode a clip, sample its frames and resize them as ``uint8`` RGB.
 
+    Only the groups of pictures that hold sampled frames are decoded (see
+    :mod:`dlabel_lab.media.decoding`): 8 frames of a 2,500-frame clip cost a
+    few GOPs, not 2,500 frames, and the frames are exactly those a full
+    decode gives at the same indices.
+
     Args:
-        source: A local path or the clip's bytes. URLs, stream schemes and
-            playlists are refused.
+        source: A local path or the clip's bytes (read from memory, never
+            copied to disk). URLs, stream schemes and playlists are refused.
         spec: Sampling, size and limits; defaults to ``ClipSpec()``.
 
     Returns:
@@ -283,9 +287,10 @@ def read_clip(source: Source, spec: ClipSpec | None = None) -> Clip:
     Raises:
         MissingMedia: The path does not exist.
         UnsafeSource: A URL, stream scheme or playlist.
-        UnsupportedMedia: Not a video container OpenCV can decode.
+        UnsupportedMedia: Not a video container that can be decoded.
         EmptyMedia: No frames decode.
-        TruncatedMedia: Fewer frames decode than the container declares.
+        TruncatedMedia: Fewer frames are present (or decode) than the container declares, or the
+            decoder reports damage in the frames read.
         MediaTooLarge: The decoded frames would exceed the spec's budget.
 
     Example:
@@ -299,8 +304,7 @@ def read_clip(source: Source, spec: ClipSpec | None = None) -> Clip:
         check_file_size(len(data), spec, "the given bytes")
         container = _check_head(data[:512], "the given bytes", "")
         _check_structure(data, container, "the given bytes", spec)
-        with _bytes_as_file(data, container) as path:
-            return _decode(path, spec, container, "<bytes>")
+        return _decode(data, spec, container, "<bytes>")
     if not isinstance(source, (str, os.PathLike)):
         raise UnsupportedMedia(
             f"read_clip needs a path or bytes, got {type(source).__name__}. Pass a file path or the clip's bytes."
@@ -324,84 +328,26 @@ def read_checked_file(path: Path, spec: ClipSpec, *, name: str, suffix: str = ""
     return _decode(path, spec, container, name)
 
 
-def _decode(path: Path, spec: ClipSpec, container: str, name: str) -> Clip:
-    with _native_errors() as errors:
-        clip = _decode_frames(path, spec, container, name)
-    if errors and not spec.allow_truncated:
+def _decode(source: Path | bytes, spec: ClipSpec, container: str, name: str) -> Clip:
+    d = decode_frames(
+        source, container=container, name=name, sample=lambda n: _sample_indices(n, spec),
+        prep=lambda rgb: _prep_frame(rgb, spec), max_frame_pixels=spec.max_frame_pixels,
+        max_frames=spec.max_frames, max_bytes=spec.max_bytes, allow_truncated=spec.allow_truncated,
+    )
+    if d.errors and not spec.allow_truncated:
         raise TruncatedMedia(
-            f"{name}: the decoder reported {len(errors)} error(s) (first: {errors[0]!r}); the clip is damaged "
+            f"{name}: the decoder reported {len(d.errors)} error(s) (first: {d.errors[0]!r}); the clip is damaged "
             "and some frames are wrong. Re-export the clip, or pass ClipSpec(allow_truncated=True) to accept it."
         )
-    return clip
-
-
-def _decode_frames(path: Path, spec: ClipSpec, container: str, name: str) -> Clip:
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    try:
-        if not cap.isOpened():
-            raise TruncatedMedia(
-                f"{name} looks like an {container} file but OpenCV cannot open it: it is truncated or "
-                "damaged. Re-export or re-download the clip."
-            )
-        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC))
-        codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ") if fourcc > 0 else ""
-        if width <= 0 or height <= 0:
-            raise EmptyMedia(f"{name} has no decodable video stream. Pass a clip with at least one frame.")
-        if width * height > spec.max_frame_pixels:
-            raise MediaTooLarge(
-                f"{name} has {width}x{height} frames, over the limit of {spec.max_frame_pixels} pixels. "
-                "Downscale the clip or raise ClipSpec.max_frame_pixels."
-            )
-        if declared > spec.max_frames:
-            raise MediaTooLarge(
-                f"{name} declares {declared} frames, over the limit of {spec.max_frames}. "
-                "Cut the clip or raise ClipSpec.max_frames."
-            )
-        if declared > 0:
-            wanted = _sample_indices(declared, spec)
-            keep = len(set(wanted))
-            need = keep * width * height * 3
-            if need > spec.max_bytes:
-                raise MediaTooLarge(
-                    f"{name}: decoding {keep} frames of {width}x{height} needs {need / 2**20:.0f} MiB, over the "
-                    f"budget of {spec.max_bytes / 2**20:.0f} MiB. Sample fewer frames or raise ClipSpec.max_bytes."
-                )
-            frames, decoded = _read_wanted(cap, wanted, spec)
-            if decoded == 0:
-                raise EmptyMedia(f"{name} declares {declared} frames but none decode. The file is damaged.")
-            if decoded < declared:
-                if not spec.allow_truncated:
-                    raise TruncatedMedia(
-                        f"{name} declares {declared} frames but only {decoded} decode: it is truncated or "
-                        "partly damaged. Re-export the clip, or pass ClipSpec(allow_truncated=True) to use "
-                        "the frames that decode."
-                    )
-                wanted = _sample_indices(decoded, spec)
-                cap.release()
-                cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-                frames, _ = _read_wanted(cap, wanted, spec)
-                declared = decoded
-            missing = [i for i in wanted if i not in frames]
-            if missing:
-                raise TruncatedMedia(
-                    f"{name}: frames {missing[:5]} could not be decoded. The clip is damaged; re-export it."
-                )
-        else:
-            frames, wanted, declared = _read_unknown_length(cap, spec, width, height, name)
-    finally:
-        cap.release()
-    arr = np.stack([frames[i] for i in wanted]) if wanted else np.zeros((0, *spec.out_size, 3), np.uint8)
+    wanted = d.indices
+    arr = np.stack([d.frames[i] for i in wanted]) if wanted else np.zeros((0, *spec.out_size, 3), np.uint8)
     return Clip(
         frames=arr,
-        fps=fps,
-        frame_count=declared,
-        width=width,
-        height=height,
-        codec=codec,
+        fps=d.fps,
+        frame_count=d.frame_count,
+        width=d.width,
+        height=d.height,
+        codec=d.codec,
         indices=tuple(int(i) for i in wanted),
         spec=spec,
         container=container,
@@ -409,53 +355,16 @@ def _decode_frames(path: Path, spec: ClipSpec, container: str, name: str) -> Cli
     )
 
 
-def _prep_frame(bgr: np.ndarray, spec: ClipSpec) -> np.ndarray:
-    box = _crop_box(bgr.shape[0], bgr.shape[1], spec.crop)
+def _prep_frame(rgb: np.ndarray, spec: ClipSpec) -> np.ndarray:
+    """Crop and resize one RGB frame (channel-wise, so the same as doing it in BGR and converting)."""
+    box = _crop_box(rgb.shape[0], rgb.shape[1], spec.crop)
     if box is not None:
         y0, y1, x0, x1 = box
-        bgr = bgr[y0:y1, x0:x1]
+        rgb = rgb[y0:y1, x0:x1]
     h, w = spec.out_size
-    if bgr.shape[0] != h or bgr.shape[1] != w:
-        bgr = cv2.resize(bgr, (w, h), interpolation=_INTERP[spec.interpolation])
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _read_wanted(cap, wanted: list[int], spec: ClipSpec) -> tuple[dict[int, np.ndarray], int]:
-    """Decode sequentially, keeping only wanted frames; return them and the count decoded."""
-    # Every frame is grabbed (decoded) so that truncation after the last
-    # wanted frame is still detected; only wanted frames are converted.
-    want = set(wanted)
-    out: dict[int, np.ndarray] = {}
-    i = 0
-    while cap.grab():
-        if i in want:
-            ok, bgr = cap.retrieve()
-            if not ok or bgr is None:
-                break
-            out[i] = _prep_frame(bgr, spec)
-        i += 1
-    return out, i
-
-
-def _read_unknown_length(cap, spec: ClipSpec, width: int, height: int, name: str):
-    """Containers that declare no frame count: decode all, within the budget."""
-    frames: list[np.ndarray] = []
-    budget = spec.max_bytes
-    while True:
-        ok, bgr = cap.read()
-        if not ok or bgr is None:
-            break
-        frames.append(_prep_frame(bgr, spec))
-        budget -= width * height * 3
-        if budget < 0 or len(frames) > spec.max_frames:
-            raise MediaTooLarge(
-                f"{name} declares no frame count and decodes past the budget of "
-                f"{spec.max_bytes / 2**20:.0f} MiB. Cut the clip or raise ClipSpec.max_bytes."
-            )
-    if not frames:
-        raise EmptyMedia(f"{name} contains no decodable frames. Pass a clip with at least one frame.")
-    wanted = _sample_indices(len(frames), spec)
-    return dict(enumerate(frames)), wanted, len(frames)
+    if rgb.shape[0] != h or rgb.shape[1] != w:
+        rgb = cv2.resize(rgb, (w, h), interpolation=_INTERP[spec.interpolation])
+    return np.ascontiguousarray(rgb)
 
 
 # --- tensors -------------------------------------------------------------------

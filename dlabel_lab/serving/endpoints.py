@@ -19,6 +19,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ from ..media.video import (
 from ..models.classifier import ClipClassifier
 from ..models.mc_dropout import has_dropout, mc_dropout_probabilities
 from ..models.registry import load_version, register_version
+from .threads import check_num_threads, default_num_threads, torch_threads
 
 if TYPE_CHECKING:
     from ..store.staging import StagedMedia
@@ -98,6 +100,16 @@ class _Item:
     duplicate_of: str | None = None
 
 
+@dataclass
+class _Batch:
+    """Clips of one batch, staged and decoded, with the ones left out (index into the sources, error)."""
+
+    items: list[_Item] = field(default_factory=list)
+    raws: list[dict] = field(default_factory=list)
+    failed: list[tuple[int, MediaError]] = field(default_factory=list)
+    stopped: bool = False
+
+
 class ModelEndpoint:
     """The first scoring endpoint: a model with payload logging.
 
@@ -115,10 +127,19 @@ class ModelEndpoint:
             (a ``(passes, classes)`` list per clip), for BALD and disagreement
             scores without re-reading the clips later. 0 (default) runs none.
         mc_seed: Seed of the dropout masks (the same seed gives the same passes).
+        num_threads: Torch CPU threads while scoring, set for the call and
+            restored after (``torch.set_num_threads`` is process-wide). ``None``
+            (default) takes one core fewer than the process may use, at least
+            1 and at most torch's current setting
+            (:func:`~dlabel_lab.serving.threads.default_num_threads`): the
+            ingest endpoint decodes the next batch on the core left over.
+            Measured on 2 cores, 1,000 clips through ``score_many``
+            (``bench/ingest_scale.py``): NUMBERS.
 
     Raises:
         ConfigError: ``mc_passes`` is 1, negative or not an int, or the model
-            has no dropout (every pass would agree).
+            has no dropout (every pass would agree); ``num_threads`` is not
+            ``None`` or an int >= 1.
 
     Example:
         >>> endpoint = ModelEndpoint(model, store, model_version="shapes-v1")  # doctest: +SKIP
@@ -126,7 +147,8 @@ class ModelEndpoint:
     """
 
     def __init__(self, model: ClipClassifier, store, *, model_version: str, top_k: int = 3, batch_size: int = 16,
-                 device: str | torch.device = "cpu", mc_passes: int = 0, mc_seed: int = 0) -> None:
+                 device: str | torch.device = "cpu", mc_passes: int = 0, mc_seed: int = 0,
+                 num_threads: int | None = None) -> None:
         if isinstance(mc_passes, bool) or not isinstance(mc_passes, int) or mc_passes < 0 or mc_passes == 1:
             raise ConfigError(f"mc_passes must be 0 (none) or an int >= 2, got {mc_passes!r}")
         if mc_passes and not has_dropout(model):
@@ -134,6 +156,7 @@ class ModelEndpoint:
                               "version with dropout (ClipClassifier(..., dropout=0.3)) or leave mc_passes at 0")
         self.mc_passes = mc_passes
         self.mc_seed = int(mc_seed)
+        self.num_threads = check_num_threads(num_threads)
         self.model = model
         self.store = store
         self.model_version = model_version
@@ -142,6 +165,15 @@ class ModelEndpoint:
         self.device = torch.device(device)
         self.classes = list(model.classes)
         self.model.eval().to(self.device)
+
+    def threads(self) -> int:
+        """The torch thread count this endpoint scores with (``num_threads``, else the default rule).
+
+        Example:
+            >>> endpoint.threads()  # doctest: +SKIP
+            1
+        """
+        return self.num_threads or default_num_threads()
 
     def _infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode():
@@ -153,8 +185,13 @@ class ModelEndpoint:
 
         If the model fails, the user scores are still logged, each id gets a
         failed run with the error in the execution log, and results carry the
-        error (the ids then show in ``store.unmatched()``).
+        error (the ids then show in ``store.unmatched()``). The model runs
+        with :meth:`threads` torch threads; the previous count is restored.
         """
+        with torch_threads(self.threads()):
+            return self._score_batch(items, log_scores=log_scores)
+
+    def _score_batch(self, items: Sequence[_Item], *, log_scores: bool) -> list[ScoringResult]:
         results: list[ScoringResult] = []
         for start in range(0, len(items), self.batch_size):
             chunk = list(items[start : start + self.batch_size])
@@ -270,6 +307,12 @@ class IngestEndpoint:
                    progress: bool = True) -> list[ScoringResult]:
         """Score clips in batches, with a progress bar.
 
+        While the model scores one batch, a second thread stages and decodes
+        the next (one batch ahead, so memory holds at most two batches of
+        tensors), on the core the model endpoint's thread count leaves free
+        (see ``num_threads`` of :class:`ModelEndpoint`). Batches are logged in
+        order, one after the other, exactly as without the second thread.
+
         Args:
             sources: Paths or bytes.
             labels: User scores, one per source (``None`` entries allowed).
@@ -285,6 +328,9 @@ class IngestEndpoint:
         Raises:
             UnknownLabel: A label is not a class (before anything is logged).
             MediaError: A clip cannot be read (with ``on_error="raise"``).
+
+        Example:
+            >>> results = ingest.score_many(["a.mp4", "b.mp4"], ["circle", None], on_error="skip")  # doctest: +SKIP
         """
         sources = list(sources)
         labels = [None] * len(sources) if labels is None else list(labels)
@@ -294,44 +340,79 @@ class IngestEndpoint:
             raise ConfigError(f"on_error must be 'raise', 'skip' or 'stop', got {on_error!r}")
         self._check_labels(labels)
         bs = batch_size or self.model_endpoint.batch_size
+        spans = [range(start, min(start + bs, len(sources))) for start in range(0, len(sources), bs)]
         results: list[ScoringResult] = []
         bar = tqdm(total=len(sources), desc=f"scoring with {self.model_version}", unit="clip", disable=not progress)
-        raws: list[dict] = []
-        stopped = False
+        pool = ThreadPoolExecutor(1, thread_name_prefix="dlabel-prepare") if len(spans) > 1 else None
+        ahead: Future[_Batch] | None = None
+        batch: _Batch | None = None
         try:
-            for start in range(0, len(sources), bs):
-                items, raws = [], []
-                for index in range(start, min(start + bs, len(sources))):
-                    try:
-                        item, raw = self._prepare(sources[index], labels[index])
-                    except MediaError as error:
-                        if on_error == "raise":
-                            raise
-                        if failures is not None:
-                            failures.append((index, error))
-                        bar.update(1)
-                        stopped = on_error == "stop"
-                        if stopped:
-                            break
-                        continue
-                    item.scoring_id = raw["scoring_id"] = self.store.new_scoring_id()
-                    items.append(item)
-                    raws.append(raw)
-                if items:
-                    earlier = self.store.first_scoring_ids([raw["staged"].sha256 for raw in raws])
-                    for item, sha in zip(items, self.store.log_raw_many(raws), strict=True):
-                        item.sha256 = sha
-                        item.duplicate_of = earlier.get(sha)
-                    self._log_duplicates(items)
-                    results.extend(self.model_endpoint.score_batch(items))
-                    bar.update(len(items))
-                if stopped:
-                    break
+            with torch_threads(self.model_endpoint.threads()):
+                for k, span in enumerate(spans):
+                    if ahead is None:
+                        batch = self._prepare_batch(sources, labels, span, on_error)
+                    else:
+                        future, ahead = ahead, None
+                        batch = future.result()  # a MediaError of that batch (on_error="raise") surfaces here
+                    if pool is not None and not batch.stopped and k + 1 < len(spans):
+                        ahead = pool.submit(self._prepare_batch, sources, labels, spans[k + 1], on_error)
+                    if failures is not None:
+                        failures.extend(batch.failed)
+                    bar.update(len(batch.failed))
+                    if batch.items:
+                        results.extend(self._log_batch(batch))
+                        bar.update(len(batch.items))
+                    stopped, batch = batch.stopped, None
+                    if stopped:
+                        break
         finally:
             bar.close()
-            for raw in raws:  # staged copies of a batch that failed before it was logged
-                self.store.discard_staged(raw["staged"])
+            leftovers = [batch] if batch is not None else []  # a batch that failed before it was logged
+            if ahead is not None:  # staged by the second thread, never logged
+                try:
+                    leftovers.append(ahead.result())
+                except BaseException:  # noqa: BLE001 - its own staged copies are already gone
+                    pass
+            for left in leftovers:
+                for raw in left.raws:
+                    self.store.discard_staged(raw["staged"])
+            if pool is not None:
+                pool.shutdown(wait=True)
         return results
+
+    def _prepare_batch(self, sources: Sequence, labels: Sequence[str | None], span: range, on_error: str) -> _Batch:
+        """Stage and decode the clips of ``span``; on an exception nothing of the batch stays staged."""
+        batch = _Batch()
+        try:
+            for index in span:
+                try:
+                    item, raw = self._prepare(sources[index], labels[index])
+                except MediaError as error:
+                    if on_error == "raise":
+                        raise
+                    batch.failed.append((index, error))
+                    if on_error == "stop":
+                        batch.stopped = True
+                        break
+                    continue
+                batch.items.append(item)
+                batch.raws.append(raw)
+        except BaseException:
+            for raw in batch.raws:
+                self.store.discard_staged(raw["staged"])
+            raise
+        return batch
+
+    def _log_batch(self, batch: _Batch) -> list[ScoringResult]:
+        """Give the batch its scoring ids, log the raw payloads, then score it (the model endpoint logs the rest)."""
+        for item, raw in zip(batch.items, batch.raws, strict=True):
+            item.scoring_id = raw["scoring_id"] = self.store.new_scoring_id()
+        earlier = self.store.first_scoring_ids([raw["staged"].sha256 for raw in batch.raws])
+        for item, sha in zip(batch.items, self.store.log_raw_many(batch.raws), strict=True):
+            item.sha256 = sha
+            item.duplicate_of = earlier.get(sha)
+        self._log_duplicates(batch.items)
+        return self.model_endpoint.score_batch(batch.items)
 
     def _log_duplicates(self, items: Sequence[_Item]) -> None:
         """Record in the execution log each clip whose exact bytes were scored before."""
@@ -388,7 +469,7 @@ def _stage_source(store, source, spec: ClipSpec) -> tuple[StagedMedia, str, str]
 
 def deploy(model: ClipClassifier, store, *, classes: Sequence[str] | None = None, spec: ClipSpec | None = None,
            name: str = "model", model_version: str | None = None, batch_size: int = 16, top_k: int = 3,
-           device: str = "cpu", mc_passes: int = 0) -> IngestEndpoint:
+           device: str = "cpu", mc_passes: int = 0, num_threads: int | None = None) -> IngestEndpoint:
     """Deploy a model behind both endpoints, registering it in the store if needed.
 
     Args:
@@ -402,21 +483,25 @@ def deploy(model: ClipClassifier, store, *, classes: Sequence[str] | None = None
         top_k: Identified objects logged per clip.
         device: Torch device.
         mc_passes: MC-dropout passes logged per clip (see :class:`ModelEndpoint`).
+        num_threads: Torch threads while scoring; ``None`` takes the measured
+            default rule (see :class:`ModelEndpoint`).
 
     Example:
         >>> ingest = deploy(model, store, classes=["circle", "square", "triangle"])  # doctest: +SKIP
+        >>> ingest = deploy(model, store, num_threads=1)  # doctest: +SKIP
     """
     if classes is not None and list(classes) != list(model.classes):
         raise ConfigError(f"classes {list(classes)} differ from the model's {list(model.classes)}; "
                           "user scores must use the model's class names in the same order")
     spec = spec or model.spec
+    check_num_threads(num_threads)  # before anything is registered
     if model_version is None:
         model_version = getattr(model, "model_version_", None)
     if model_version is None:
         model_version, _ = register_version(store, model, name=name,
                                             params={"deployed_without_training_record": True})
     endpoint = ModelEndpoint(model, store, model_version=model_version, top_k=top_k, batch_size=batch_size,
-                             device=device, mc_passes=mc_passes)
+                             device=device, mc_passes=mc_passes, num_threads=num_threads)
     return IngestEndpoint(endpoint, store, classes=model.classes, spec=spec)
 
 

@@ -43,7 +43,7 @@ __all__ = [
     "export_temp_dir",
     "utc_naive",
     "utc_now",
-    "write_media",
+    "fsync_path",
 ]
 
 TEMP_PREFIX = ".tmp-"
@@ -244,7 +244,12 @@ def media_extension(source_name: str, metadata: Mapping[str, Any]) -> str:
     return container if _EXT.match(container) else "bin"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file (its bytes and size) or a folder (the names created or renamed in it) to disk.
+
+    Example:
+        >>> fsync_path(Path("runs/store/media"))  # doctest: +SKIP
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -262,47 +267,6 @@ def already_stored(final: Path, size: int) -> bool:
     with contextlib.suppress(FileNotFoundError):
         return final.stat().st_size == size
     return False
-
-
-def make_folder(folder: Path) -> None:
-    """Create ``folder`` (and parents) if missing, and fsync its parent so the new entry is durable."""
-    if not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        _fsync_dir(folder.parent)
-
-
-def rename_into_place(tmp: Path, final: Path) -> None:
-    """Rename a complete, fsynced temp file to its final name and fsync the folder."""
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-
-
-def write_media(root: Path, relpath: str, data: bytes | bytearray | memoryview) -> None:
-    """Write ``data`` to ``root/relpath`` atomically: temp file, fsync, rename, fsync the folder.
-
-    An existing file of the same size is kept (the name is the content's
-    sha256, so it holds the same bytes).
-
-    Example:
-        >>> write_media(Path("runs/store"), "media/ab/ab12.mp4", b"...")  # doctest: +SKIP
-    """
-    final = root / relpath
-    if already_stored(final, len(data)):
-        return
-    make_folder(final.parent)
-    tmp = final.parent / f"{TEMP_PREFIX}{final.name}-{os.getpid()}-{os.urandom(4).hex()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    rename_into_place(tmp, final)
 
 
 def clean_temp_media(media_dir: Path) -> int:
@@ -402,7 +366,7 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(folder))
+        fsync_path(Path(folder))
 
 
 def publish_export(tmp: Path, out: Path) -> None:
@@ -418,7 +382,7 @@ def publish_export(tmp: Path, out: Path) -> None:
     _fsync_tree(tmp)
     if not out.exists():
         os.rename(tmp, out)
-        _fsync_dir(out.parent)
+        fsync_path(out.parent)
         return
     replaced = tmp / ".replaced"
     replaced.mkdir()
@@ -428,7 +392,7 @@ def publish_export(tmp: Path, out: Path) -> None:
         if target.exists() or target.is_symlink():
             os.rename(target, replaced / str(n))
         os.rename(part, target)
-        _fsync_dir(target.parent)
+        fsync_path(target.parent)
 
 
 def sha256_file(path: Path) -> str:

@@ -2,9 +2,11 @@
 
 :class:`RawMixin` is part of :class:`dlabel_lab.PayloadStore`. A clip's bytes
 go to ``media/<sha[:2]>/<sha>.<ext>`` (written atomically, once per content)
-before the row that points at them commits. The ingest endpoint stages clips
-into the store first (:meth:`RawMixin.stage_media`, bounded and hashed in
-1 MiB blocks), decodes the staged copy and logs it by renaming it into place.
+before the row that points at them commits, a batch at a time with grouped
+fsyncs (:func:`~dlabel_lab.store.staging.publish_media`). The ingest endpoint
+stages clips into the store first (:meth:`RawMixin.stage_media`, bounded and
+hashed in 1 MiB blocks), decodes the staged copy and logs it by renaming it
+into place.
 
 Example:
     >>> staged = store.stage_media("clip.mp4")  # doctest: +SKIP
@@ -24,7 +26,7 @@ import pyarrow as pa
 from ..errors import ConfigError, StoreCorrupt, UnknownRecord
 from . import io, writes
 from .events import _TS, _meta_number, _rows_of
-from .staging import StagedMedia, commit_staged, discard_staged, stage_bytes, stage_file
+from .staging import StagedMedia, discard_staged, publish_media, stage_bytes, stage_file
 
 __all__ = ["RawMixin", "RAW_COLUMNS"]
 
@@ -86,6 +88,10 @@ class RawMixin:
 
     def log_raw_many(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
         """Log several raw payloads in one transaction; their sha256 digests, in order.
+
+        The batch's media files go in place first, with one fsync per new
+        file and one per folder involved (not per clip), and only then does
+        the transaction that points at them commit.
 
         Args:
             rows: Dicts with ``scoring_id`` and either ``data`` (the clip's
@@ -150,14 +156,9 @@ class RawMixin:
             if keep:
                 known = self._known_media([cols["sha256"][i] for i in keep])
                 for i in keep:
-                    sha = cols["sha256"][i]
-                    relpath = known.setdefault(sha, cols["media_relpath"][i])
-                    cols["media_relpath"][i] = relpath
-                    blob = blobs[i]
-                    if isinstance(blob, StagedMedia):
-                        commit_staged(self.path, blob, relpath)
-                    else:
-                        io.write_media(self.path, relpath, blob)
+                    cols["media_relpath"][i] = known.setdefault(cols["sha256"][i], cols["media_relpath"][i])
+                # every file durable (grouped fsyncs) before the rows that point at them commit
+                publish_media(self.path, [(blobs[i], cols["media_relpath"][i]) for i in keep])
                 self._insert("raw_payloads", RAW_COLUMNS, cols, keep)
         return list(cols["sha256"])
 

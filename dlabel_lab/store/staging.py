@@ -1,4 +1,4 @@
-"""Staged media: a clip copied into the store's folder before it is decoded or logged.
+"""Staged media: clips copied into the store's folder, then put in place a batch at a time.
 
 The ingest endpoint streams each clip into ``<store>/media/staging/`` in
 1 MiB blocks while hashing it, so that memory stays bounded by one block
@@ -9,22 +9,30 @@ file to its content address (``media/<sha[:2]>/<sha>.<ext>``); a clip that
 fails to decode is discarded. Staged files carry the store's temp prefix, so
 those a killed process leaves behind are removed on the next writable open.
 
+:func:`publish_media` puts a whole batch in place with grouped fsyncs: every
+new file is written (or was staged) and fsynced once, then all are renamed,
+then each folder involved is fsynced once per batch (not once per clip), and
+only after that does the caller commit the rows that point at them. A crash
+at any step leaves temp files (removed on the next open) or whole files that
+no row points at yet; a committed row's file is always durable.
+
 Example:
     >>> staged = stage_file(Path("runs/store"), Path("clip.mp4"), max_bytes=2 << 30)  # doctest: +SKIP
-    >>> commit_staged(Path("runs/store"), staged, "media/ab/ab12.mp4")  # doctest: +SKIP
+    >>> publish_media(Path("runs/store"), [(staged, "media/ab/ab12.mp4")])  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MediaTooLarge
-from .io import TEMP_PREFIX, already_stored, make_folder, rename_into_place
+from .io import TEMP_PREFIX, already_stored, fsync_path
 
-__all__ = ["StagedMedia", "stage_file", "stage_bytes", "commit_staged", "discard_staged"]
+__all__ = ["StagedMedia", "stage_file", "stage_bytes", "publish_media", "discard_staged"]
 
 _BLOCK = 1 << 20
 
@@ -110,26 +118,96 @@ def stage_bytes(root: Path, data: bytes | bytearray | memoryview, *, max_bytes: 
     return StagedMedia(tmp, hashlib.sha256(view).hexdigest(), len(view))
 
 
-def commit_staged(root: Path, staged: StagedMedia, relpath: str) -> None:
-    """Move a staged file to its content address atomically (fsync, rename, fsync the folder).
+Blob = StagedMedia | bytes | bytearray | memoryview
 
-    An existing file of the same size under that name holds the same bytes
-    (the name is the sha256), so the staged copy is then just removed.
+
+def publish_media(root: Path, files: Sequence[tuple[Blob, str]]) -> None:
+    """Put a batch of media files at their content addresses, durably, with grouped fsyncs.
+
+    Each entry is a staged clip (moved, no copy) or a clip's bytes (written to
+    a temp file beside its final name), with its path relative to ``root``.
+    In order: missing folders are created; each new file is fsynced once
+    (bytes are written first); all are renamed to their final names; then
+    every folder on the path of every file of the batch (``media/ab`` and
+    ``media``, and ``root`` when ``media`` was created here) is fsynced once.
+    For ``n`` new files in ``d`` shard folders that is ``n + d + 1`` fsyncs
+    per batch instead of about ``2.5 n`` one clip at a time.
+
+    The caller commits the rows that point at these files only after this
+    returns, so a committed row's file and every name on its path are on
+    disk. A file already in place under its name with the same size holds the
+    same bytes (the name is the sha256): it is not written again and a staged
+    copy of it is removed, but its folders are fsynced all the same, so a
+    file an earlier failed or killed batch renamed into place becomes durable
+    before a row points at it. A crash at any step leaves temp files (removed
+    on the next writable open) or whole files no row points at yet.
+
+    Args:
+        root: The store folder.
+        files: ``(staged clip or bytes, relative path)`` pairs; a path given
+            twice is written once.
+
+    Raises:
+        OSError: A write, fsync or rename failed; temp files written here
+            are removed, staged ones are left to the caller (``discard_staged``).
 
     Example:
-        >>> commit_staged(Path("runs/store"), staged, "media/ab/ab12.mp4")  # doctest: +SKIP
+        >>> publish_media(Path("runs/store"), [(b"...", "media/ab/ab12.mp4")])  # doctest: +SKIP
     """
-    final = root / relpath
-    if already_stored(final, staged.size):
-        staged.path.unlink(missing_ok=True)
-        return
-    make_folder(final.parent)
-    fd = os.open(staged.path, os.O_RDONLY)
+    folders: set[Path] = set()
+    pending: list[tuple[Path, Path, bool]] = []  # (temp, final, written here)
+    placed: set[Path] = set()
+    renamed = 0
     try:
+        for blob, relpath in files:
+            final = root / relpath
+            if final.parent not in folders:
+                folders |= _make_folders(final.parent) | {root / p for p in Path(relpath).parents if p.name}
+            size = blob.size if isinstance(blob, StagedMedia) else memoryview(blob).nbytes
+            if final in placed or already_stored(final, size):
+                if isinstance(blob, StagedMedia):
+                    blob.path.unlink(missing_ok=True)
+                continue
+            placed.add(final)
+            if isinstance(blob, StagedMedia):
+                pending.append((blob.path, final, False))
+                fsync_path(blob.path)
+            else:
+                tmp = final.parent / f"{TEMP_PREFIX}{final.name}-{os.getpid()}-{os.urandom(4).hex()}"
+                pending.append((tmp, final, True))
+                _write_synced(tmp, blob)
+        for tmp, final, _ in pending:
+            os.replace(tmp, final)
+            renamed += 1
+        for folder in sorted(folders, key=lambda f: (-len(f.parts), f)):  # deepest first
+            fsync_path(folder)
+    except BaseException:
+        for tmp, _, written_here in pending[renamed:]:
+            if written_here:
+                tmp.unlink(missing_ok=True)
+        raise
+
+
+def _make_folders(folder: Path) -> set[Path]:
+    """Create ``folder`` and its missing parents; the parents of those created (their entries changed)."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+    return {new.parent for new in missing}
+
+
+def _write_synced(tmp: Path, data: bytes | bytearray | memoryview) -> None:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
-    rename_into_place(staged.path, final)
 
 
 def discard_staged(staged: StagedMedia) -> None:
