@@ -161,7 +161,11 @@ def _codec_tag(stream) -> str:
 
 # --- indexes ----------------------------------------------------------------------
 def _grid_index(stream, declared: int, file_size: int | None, first_pts: int | None) -> _Index | None:
-    """The index from the container's own entries, when they are a clean, evenly spaced grid."""
+    """The index from the container's own entries, when they are a clean, evenly spaced grid.
+
+    ``first_pts`` is the stream's start time (the first frame's timestamp); every keyframe's timestamp on the
+    grid is checked against the packet when decoding reaches it.
+    """
     try:
         entries = stream.index_entries
         n = len(entries)
@@ -279,8 +283,12 @@ class _Reader:
         return frames
 
 
-def _seek_decode(reader: _Reader, index: _Index, wanted: list[int]) -> dict[int, np.ndarray]:
-    """Decode the wanted frames, seeking to a keyframe only to skip GOPs no wanted frame needs."""
+def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start: bool = False
+                 ) -> dict[int, np.ndarray]:
+    """Decode the wanted frames, seeking to a keyframe only to skip GOPs no wanted frame needs.
+
+    ``at_start``: nothing was demuxed yet, so a first GOP that starts at the first keyframe needs no seek.
+    """
     box, stream = reader.box, reader.stream
     pending = sorted(set(wanted))
     want = set(pending)
@@ -289,7 +297,9 @@ def _seek_decode(reader: _Reader, index: _Index, wanted: list[int]) -> dict[int,
     at = 0  # pending[at] is the first wanted frame not yet decoded
     while at < len(pending):
         g = index.frame_gop(pending[at])
-        if packets is None or g > fed + 1:  # skip the GOPs in between
+        if packets is None and at_start and g == 0:
+            packets, fed, target, landing = box.demux(stream), -1, 0, True
+        elif packets is None or g > fed + 1:  # skip the GOPs in between
             try:
                 box.seek(index.key_seek[g], stream=stream, backward=True, any_frame=False)
             except av.FFmpegError:
@@ -423,13 +433,11 @@ def _decode(box, file_size: int, logs: list, *, name: str, sample, prep, max_fra
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(rate) if rate else 0.0
 
-    first = next((p for p in box.demux(stream) if p.size), None)
-    index = None
+    index, at_start = None, True  # at_start: nothing demuxed yet, the first keyframe is next
     if method is None:
-        index = _grid_index(stream, declared, file_size, None if first is None else first.pts)
+        index = _grid_index(stream, declared, file_size, stream.start_time)
     if index is None and method != "sequential":
-        box.seek(0, stream=stream, backward=True, any_frame=False) if first is not None else None
-        index = _demux_index(box, stream, max_frames, name)
+        index, at_start = _demux_index(box, stream, max_frames, name), False
     present = index.n if index is not None else None
 
     reader = _Reader(box, stream, prep, name)
@@ -448,9 +456,9 @@ def _decode(box, file_size: int, logs: list, *, name: str, sample, prep, max_fra
         indexes = [index]
         while indexes:
             idx = indexes.pop(0)
-            mark = len(logs)
+            mark, at_start = len(logs), at_start and idx is index
             try:
-                frames = _seek_decode(reader, idx, wanted)
+                frames = _seek_decode(reader, idx, wanted, at_start=at_start)
             except _Fallback:
                 del logs[mark:]
                 if idx.method == "grid":

@@ -179,7 +179,7 @@ class Clip:
         frame_count: Frames the container declares.
         width: Native frame width in pixels.
         height: Native frame height in pixels.
-        codec: FourCC of the video stream (e.g. ``"FMP4"``, ``"MJPG"``).
+        codec: The stream's codec tag (FourCC, e.g. ``"avc1"``, ``"mp4v"``, ``"MJPG"``).
         indices: The sampled frame indices, one per row of ``frames``.
         spec: The spec that produced the clip.
         container: The container format sniffed from the bytes.

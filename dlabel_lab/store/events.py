@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import ConfigError
 from . import io, writes
@@ -67,9 +68,10 @@ class LoggingMixin:
         key: tuple[str, ...],
         cols: dict[str, list[Any]],
         payload: tuple[str, ...],
+        arrays: dict[str, pa.Array] | None = None,
     ) -> None:
         with self._write_lock, self._mapped_errors():
-            writes.insert_keyed(self._cursor(), table, types, key, cols, payload)
+            writes.insert_keyed(self._cursor(), table, types, key, cols, payload, arrays)
 
     # --- transformed payloads and predictions --------------------------------------
     def log_transformed(
@@ -201,16 +203,24 @@ class LoggingMixin:
             }
         except KeyError as missing:
             raise ConfigError(f"a row of log_prediction_many lacks {missing}") from None
-        _check_column(cols["scoring_id"], io.check_scoring_id)
+        arrays: dict[str, pa.Array] = {}
+        if len(rows) > writes.SMALL_BATCH:  # large batches: checked as Arrow columns, which are then inserted
+            arrays["scoring_id"] = _id_array(cols["scoring_id"])
+            probabilities = _float_lists(cols["probabilities"])
+            if probabilities is not None:
+                arrays["probabilities"] = probabilities
+        if "scoring_id" not in arrays:
+            _check_column(cols["scoring_id"], io.check_scoring_id)
         _check_column(cols["model_version"], lambda v: io.check_name(v, what="model_version"))
         _check_column(cols["label"], lambda v: io.check_text(v, what="predicted label"))
-        cols["probabilities"] = [_floats(v, "probabilities") for v in cols["probabilities"]]
+        if "probabilities" not in arrays:
+            cols["probabilities"] = [_floats(v, "probabilities") for v in cols["probabilities"]]
         cols["confidence"] = [_number(v, "confidence") for v in cols["confidence"]]
         cols["latency_ms"] = [None if v is None else _number(v, "latency_ms") for v in cols["latency_ms"]]
         cols["predicted_at"] = [now if v is None else io.utc_naive(v, what="predicted_at")
                                 for v in cols["predicted_at"]]
         self._insert_keyed("predictions", PREDICTION_COLUMNS, ("scoring_id", "model_version"), cols,
-                           ("label", "probabilities", "confidence", "latency_ms"))  # fmt: skip
+                           ("label", "probabilities", "confidence", "latency_ms"), arrays)  # fmt: skip
 
     # --- user scores ---------------------------------------------------------------
     def log_score(
@@ -300,9 +310,35 @@ def _rows_of(rows: object, where: str) -> list[Mapping[str, Any]]:
     if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
         raise ConfigError(f"{where} takes a list of dicts, got {type(rows).__name__}")
     for i, row in enumerate(rows):
-        if not isinstance(row, Mapping):
+        if type(row) is not dict and not isinstance(row, Mapping):  # the ABC check only for non-dicts
             raise ConfigError(f"row {i} of {where} must be a dict, got {type(row).__name__}")
     return list(rows)  # type: ignore[arg-type]
+
+
+def _id_array(values: list[Any]) -> pa.Array:
+    """Scoring ids as an Arrow string column, checked in one vectorised pass (a bad one is named by the slow check)."""
+    try:
+        column = pa.array(values, pa.string())
+    except (pa.ArrowException, TypeError, ValueError):  # not a str (or not UTF-8): named below
+        column = None
+    if column is None or column.null_count or not pc.all(pc.match_substring_regex(column, io.UUID_PATTERN)).as_py():
+        _check_column(values, io.check_scoring_id)  # raises, naming the first bad id
+    return column
+
+
+def _float_lists(values: list[Any]) -> pa.Array | None:
+    """Lists of numbers as an Arrow ``FLOAT[]`` column, or ``None`` when some value needs the per-value check.
+
+    Only Python lists qualify (tensors, arrays and tuples take the slow path,
+    which converts or names them), and no value may be missing.
+    """
+    if not all(type(v) is list for v in values):
+        return None
+    try:
+        column = pa.array(values, _F32)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    return None if column.null_count or column.flatten().null_count else column
 
 
 def _check_column(values: list[Any], check: Callable[[Any], Any]) -> None:

@@ -47,7 +47,8 @@ __all__ = [
 ]
 
 TEMP_PREFIX = ".tmp-"
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # RE2 and re alike
+_UUID = re.compile(UUID_PATTERN)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _EXT = re.compile(r"^[a-z0-9]{1,8}$")
 _CONTAINER_EXT = {"matroska": "mkv", "quicktime": "mov", "mpeg-ps": "mpg", "mpeg-ts": "ts", "mpeg": "mpg"}
@@ -91,7 +92,7 @@ def check_scoring_id(value: object, *, where: str = "scoring_id") -> str:
         >>> check_scoring_id("0190a0b2-7c3d-7e4f-8a5b-1c2d3e4f5a6b")
         '0190a0b2-7c3d-7e4f-8a5b-1c2d3e4f5a6b'
     """
-    if isinstance(value, str) and _UUID.match(value):
+    if isinstance(value, str) and _UUID.fullmatch(value):  # fullmatch: no trailing newline either
         return value
     raise ConfigError(
         f"{where} must be a lower-case UUID string such as store.new_scoring_id() returns, got {value!r}"

@@ -3,8 +3,8 @@
 Rows travel as columns (``dict[column, list]``) and go into DuckDB in one
 statement: a parameterised ``VALUES`` list for a few rows, an Arrow table for
 more (never ``executemany``). Keyed tables are inserted optimistically — the
-primary key refuses a batch holding a stored key as a whole — and only then
-are the stored payloads compared: replays are dropped, a changed payload
+primary key refuses a batch holding a stored or repeated key as a whole — and
+only then are the payloads compared: replays are dropped, a changed payload
 raises :class:`~dlabel_lab.DuplicateScoringId` with nothing written.
 
 Callers hold the store's write lock, so no other thread inserts between a
@@ -26,7 +26,7 @@ import pyarrow as pa
 from ..errors import DuplicateScoringId
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["insert_keyed", "insert_rows", "not_stored", "same_payload", "unique_in_batch"]
 
@@ -36,9 +36,18 @@ Columns = dict[str, list[Any]]
 
 
 def insert_rows(
-    cursor: duckdb.DuckDBPyConnection, table: str, types: dict[str, pa.DataType], cols: Columns, keep: Sequence[int]
+    cursor: duckdb.DuckDBPyConnection,
+    table: str,
+    types: dict[str, pa.DataType],
+    cols: Columns,
+    keep: Sequence[int],
+    arrays: Mapping[str, pa.Array] | None = None,
 ) -> None:
     """Insert the ``keep`` rows of ``cols`` into ``table`` in one statement.
+
+    ``arrays`` holds columns the caller already converted to Arrow (every row
+    of ``cols``, in the column's type); they are used instead of the lists,
+    and the batch then always goes as an Arrow table.
 
     Example:
         >>> insert_rows(cursor, "user_scores", types, cols, [0, 1])  # doctest: +SKIP
@@ -47,14 +56,21 @@ def insert_rows(
         return
     names = list(types)
     listed = ", ".join(names)
-    if len(keep) <= SMALL_BATCH:
+    if not arrays and len(keep) <= SMALL_BATCH:
         marks = "(" + ", ".join("?" for _ in names) + ")"
         params = [cols[c][i] for i in keep for c in names]
         cursor.execute(f"INSERT INTO {table} ({listed}) VALUES {', '.join(marks for _ in keep)}", params)
         return
+    arrays = arrays or {}
     everything = len(keep) == len(cols[names[0]])
-    arrays = [pa.array(cols[c] if everything else [cols[c][i] for i in keep], types[c]) for c in names]
-    cursor.register("_dl_batch", pa.Table.from_arrays(arrays, names=names))
+    rows = None if everything else pa.array(keep, pa.int64())
+    columns = []
+    for c in names:
+        if c in arrays:
+            columns.append(arrays[c] if rows is None else arrays[c].take(rows))
+        else:
+            columns.append(pa.array(cols[c] if rows is None else [cols[c][i] for i in keep], types[c]))
+    cursor.register("_dl_batch", pa.Table.from_arrays(columns, names=names))
     try:
         cursor.execute(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM _dl_batch")
     finally:
@@ -144,18 +160,25 @@ def insert_keyed(
     key: tuple[str, ...],
     cols: Columns,
     payload: tuple[str, ...],
+    arrays: Mapping[str, pa.Array] | None = None,
 ) -> None:
-    """Insert rows idempotently: in one statement, comparing stored payloads only when a key clashes.
+    """Insert rows idempotently: in one statement, comparing payloads only when the primary key refuses it.
+
+    The primary key refuses a batch that holds a stored key or the same key
+    twice, as a whole; only then are keys repeated in the batch and stored
+    payloads compared (replays dropped, a changed payload raises), and the
+    new rows inserted.
 
     Example:
         >>> key = ("scoring_id", "model_version")
         >>> insert_keyed(cursor, "predictions", types, key, cols, ("label",))  # doctest: +SKIP
     """
-    keep = unique_in_batch(table, key, cols, payload)
+    everything = range(len(cols[key[0]]))
     try:
-        insert_rows(cursor, table, types, cols, keep)
+        insert_rows(cursor, table, types, cols, everything, arrays)
     except duckdb.ConstraintException:
-        insert_rows(cursor, table, types, cols, not_stored(cursor, table, key, cols, payload, keep))
+        keep = unique_in_batch(table, key, cols, payload)
+        insert_rows(cursor, table, types, cols, not_stored(cursor, table, key, cols, payload, keep), arrays)
 
 
 def same_payload(old: Sequence[Any], new: Sequence[Any]) -> bool:
@@ -169,7 +192,7 @@ def same_payload(old: Sequence[Any], new: Sequence[Any]) -> bool:
         if a is None or b is None:
             if a is not b:
                 return False
-        elif isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        elif isinstance(a, (list, tuple, np.ndarray)) or isinstance(b, (list, tuple, np.ndarray)):
             x, y = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
             if x.shape != y.shape or not np.array_equal(x, y, equal_nan=True):
                 return False

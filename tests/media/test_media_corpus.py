@@ -4,7 +4,7 @@ The corpus is generated here from real OpenCV-written clips: empty and random
 bytes, truncations and byte flips of mp4 and avi files, other file types
 renamed .mp4, directories, missing paths, playlists, URLs and stream schemes,
 each also as bytes where that makes sense, and an oversized clip. None may
-crash, hang or reach the network (unsafe sources never reach OpenCV).
+crash, hang or reach the network (unsafe sources never reach a decoder).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import dlabel_lab as dl
+import dlabel_lab.media.decoding as decoding
 import dlabel_lab.media.video as video
 
 pytestmark = pytest.mark.timeout(60)
@@ -133,13 +134,18 @@ def test_corpus_is_large_enough(corpus):
 
 def test_every_malformed_input_raises_a_media_error(corpus, monkeypatch):
     opened: list[str] = []
-    real = cv2.VideoCapture
+    real_cv, real_av = cv2.VideoCapture, decoding.av.open
 
-    def spy(path, *args):
+    def spy_cv(path, *args):
         opened.append(str(path))
-        return real(path, *args)
+        return real_cv(path, *args)
 
-    monkeypatch.setattr(video.cv2, "VideoCapture", spy)
+    def spy_av(file, *args, **kwargs):
+        opened.append(repr(file))
+        return real_av(file, *args, **kwargs)
+
+    monkeypatch.setattr(video.cv2, "VideoCapture", spy_cv)
+    monkeypatch.setattr(decoding.av, "open", spy_av)
     failures = []
     for name, (source, expected) in corpus.items():
         spec = dl.ClipSpec(frames=None, sampling="stride", max_bytes=10_000) if name == "over-memory-budget" else None
@@ -149,7 +155,7 @@ def test_every_malformed_input_raises_a_media_error(corpus, monkeypatch):
         except expected as e:
             assert str(e), name
             if expected is dl.UnsafeSource:
-                assert not opened, f"{name} reached OpenCV"
+                assert not opened, f"{name} reached a decoder"
             continue
         except dl.MediaError as e:
             failures.append(f"{name}: {type(e).__name__} instead of {expected.__name__}: {e}")

@@ -32,7 +32,7 @@ def test_score_logs_every_part(ingest, store, shape_rows):
     assert rec["user_label"] == row["label"] and rec["predicted_label"] == result.predicted_label
     assert rec["model_version"] == ingest.model_version
     assert len(rec["embedding"]) == 16 and len(rec["probabilities"]) == 3
-    assert (rec["fps"], rec["frame_count"], rec["codec"]) == (12.0, 16, "FMP4")
+    assert (rec["fps"], rec["frame_count"], rec["codec"]) == (12.0, 16, "mp4v")
     data = Path(row["path"]).read_bytes()
     assert hashlib.sha256(store.raw_bytes(result.scoring_id)).hexdigest() == hashlib.sha256(data).hexdigest()
     assert rec["sha256"] == result.sha256 == hashlib.sha256(data).hexdigest()
