@@ -85,7 +85,8 @@ class Decoded:
     """What :func:`decode_frames` read.
 
     Attributes:
-        frames: Prepared frames by index (the sampled ones only).
+        array: The prepared frames in sampling order, one array ``(len(indices), H, W, 3)``.
+        frames: Views of ``array`` by frame index (the sampled ones only).
         indices: The sampled indices, in sampling order (may repeat).
         frame_count: Frames in the clip (present; the declared count when it is lower).
         declared: Frames the container declares (0 when it declares none).
@@ -98,6 +99,7 @@ class Decoded:
         errors: FFmpeg error messages logged while decoding.
     """
 
+    array: np.ndarray
     frames: dict[int, np.ndarray]
     indices: list[int]
     frame_count: int
@@ -263,6 +265,26 @@ class _Reader:
         self.reformatter = VideoReformatter()  # one swscale context for the clip, not one per frame
         self.decoded = 0
         self.turn = 0  # quarter turns of the display rotation (counter-clockwise)
+        self.start([])
+
+    def start(self, wanted: list[int]) -> set[int]:
+        """Expect ``wanted`` (sampling order, repeats allowed); returns the set of indices kept so far."""
+        self.rows: dict[int, list[int]] = {}
+        for row, i in enumerate(wanted):
+            self.rows.setdefault(i, []).append(row)
+        self.n_rows, self.out, self.done = len(wanted), None, set()
+        return self.done
+
+    def keep(self, i: int, frame) -> None:
+        """Prepare frame ``i`` straight into its rows of the output (one array, filled once)."""
+        arr = self.rgb(frame)
+        if self.out is None:
+            self.out = np.empty((self.n_rows, *arr.shape), arr.dtype)
+        rows = self.rows[i]
+        self.out[rows[0]] = arr
+        for r in rows[1:]:
+            self.out[r] = self.out[rows[0]]
+        self.done.add(i)
 
     def rgb(self, frame) -> np.ndarray:
         arr = self.reformatter.reformat(frame, format="rgb24").to_ndarray()
@@ -283,8 +305,7 @@ class _Reader:
         return frames
 
 
-def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start: bool = False
-                 ) -> dict[int, np.ndarray]:
+def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start: bool = False) -> set[int]:
     """Decode the wanted frames, seeking to a keyframe only to skip GOPs no wanted frame needs.
 
     ``at_start``: nothing was demuxed yet, so a first GOP that starts at the first keyframe needs no seek.
@@ -292,7 +313,7 @@ def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start:
     box, stream = reader.box, reader.stream
     pending = sorted(set(wanted))
     want = set(pending)
-    out: dict[int, np.ndarray] = {}
+    out = reader.start(wanted)
     packets, fed, target, landing, ended = None, -2, 0, False, False
     at = 0  # pending[at] is the first wanted frame not yet decoded
     while at < len(pending):
@@ -330,7 +351,7 @@ def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start:
             if i > pending[at] and pending[at] not in out:
                 raise _Fallback  # the wanted frame did not come out where the index said
             if i in want and i not in out:
-                out[i] = reader.rgb(frame)
+                reader.keep(i, frame)
             while at < len(pending) and pending[at] in out:
                 at += 1
             if at == len(pending):
@@ -340,8 +361,8 @@ def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start:
     return out
 
 
-def _sequential(reader: _Reader, wanted: list[int], stop_after: bool) -> tuple[dict[int, np.ndarray], int]:
-    """Decode from the first frame, counting; keep the wanted ones. Returns them and the frames counted."""
+def _sequential(reader: _Reader, wanted: list[int], stop_after: bool) -> tuple[set[int], int]:
+    """Decode from the first frame, counting; keep the wanted ones. Returns the indices kept and the count."""
     box, stream = reader.box, reader.stream
     try:
         box.seek(0, stream=stream, backward=True, any_frame=False)
@@ -349,12 +370,12 @@ def _sequential(reader: _Reader, wanted: list[int], stop_after: bool) -> tuple[d
         pass
     stream.codec_context.flush_buffers()
     want, last = set(wanted), max(wanted, default=-1)
-    out: dict[int, np.ndarray] = {}
+    out = reader.start(wanted)
     count = 0
     for packet in box.demux(stream):
         for frame in reader.decode(None if packet.size == 0 else packet):
             if count in want:
-                out[count] = reader.rgb(frame)
+                reader.keep(count, frame)
             count += 1
         if stop_after and count > last:
             break
@@ -513,5 +534,7 @@ def _result(frames, wanted, n, declared, fps, width, height, stream, method, rea
                              "re-export it.")
     if reader.turn % 2:
         width, height = height, width  # shown turned a quarter: report the frames as they are returned
-    return Decoded(frames=frames, indices=list(wanted), frame_count=n, declared=declared, fps=fps, width=width,
+    array = reader.out if reader.out is not None else np.zeros((0, 0, 0, 3), np.uint8)
+    return Decoded(array=array, frames={i: array[rows[0]] for i, rows in reader.rows.items()},
+                   indices=list(wanted), frame_count=n, declared=declared, fps=fps, width=width,
                    height=height, codec=_codec_tag(stream), method=method, decoded=reader.decoded)
