@@ -74,6 +74,7 @@ FFMPEG_FORMATS = {"mp4": "mp4", "avi": "avi", "mkv": "matroska", "ogg": "ogg", "
 
 _LOCK = threading.Lock()  # FFmpeg's decoder threads log outside the calling thread: one capture at a time
 _LOG_ERRORS = av.logging.ERROR
+_AVINDEX_KEYFRAME, _AVINDEX_DISCARD = 0x0001, 0x0002  # libavformat's AVIndexEntry flags
 
 
 class _Fallback(Exception):
@@ -175,7 +176,8 @@ def _grid_index(stream, declared: int, file_size: int | None, first_pts: int | N
         return None
     if n < 1 or first_pts is None or n != declared:
         return None  # no count to check against (e.g. Matroska cues list keyframes only), or a mismatch
-    ts = np.fromiter((e.timestamp for e in entries), dtype=np.int64, count=n)
+    rows = entries[0:n]  # one list of entries; each attribute read costs a Python call, so read few
+    ts = np.fromiter((e.timestamp for e in rows), dtype=np.int64, count=n)
     if n > 1:
         steps = np.diff(ts)
         step = int(steps[0])
@@ -183,16 +185,15 @@ def _grid_index(stream, declared: int, file_size: int | None, first_pts: int | N
             return None
     else:
         step = 1
-    key, ends, discard = [], 0, False
-    for i, e in enumerate(entries):
-        if e.is_keyframe:
-            key.append(i)
-        discard |= bool(e.is_discard)
-        ends = max(ends, int(e.pos) + int(e.size))
-    if discard or not key or key[0] != 0:
+    flags = np.fromiter((e.flags for e in rows), dtype=np.int64, count=n)
+    key = np.flatnonzero(flags & _AVINDEX_KEYFRAME).tolist()
+    if np.any(flags & _AVINDEX_DISCARD) or not key or key[0] != 0:
         return None
+    # The container's structure was checked before (MP4 boxes and AVI chunks tile the file); the entries that
+    # end last must also lie inside it (a sample table that outruns its data is a truncation).
+    ends = max(int(e.pos) + int(e.size) for e in rows[-64:])
     if file_size is not None and ends > file_size:
-        return None  # entries point past the end: let the demuxer count what is there
+        return None  # let the demuxer count what is there
     pts0, dts0 = int(first_pts), int(ts[0])
     delay = pts0 - dts0
 
@@ -202,7 +203,7 @@ def _grid_index(stream, declared: int, file_size: int | None, first_pts: int | N
         q, r = divmod(int(pts) - pts0, step)
         return q if r == 0 and 0 <= q < n else None
 
-    pos = [int(entries[k].pos) for k in key]
+    pos = [int(rows[k].pos) for k in key]
     return _Index(
         n=n, key_pos=key, key_seek=[int(ts[k]) for k in key], key_pts=[int(ts[k]) + delay for k in key],
         key_byte=pos, key_dts=[int(ts[k]) for k in key],
@@ -316,11 +317,15 @@ def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start:
     out = reader.start(wanted)
     packets, fed, target, landing, ended = None, -2, 0, False, False
     at = 0  # pending[at] is the first wanted frame not yet decoded
+    pos = -1  # decode position of the last packet taken since the keyframe we landed on
     while at < len(pending):
         g = index.frame_gop(pending[at])
+        # Decode on when the next wanted frame is in this GOP, or in the next one with at most a few packets of
+        # this GOP left; otherwise seek past the rest. Either way no GOP is decoded twice.
+        onward = landing or g <= fed or (g == fed + 1 and index.key_pos[g] - pos <= 3)
         if packets is None and at_start and g == 0:
             packets, fed, target, landing = box.demux(stream), -1, 0, True
-        elif packets is None or g > fed + 1:  # skip the GOPs in between
+        elif packets is None or not onward:
             try:
                 box.seek(index.key_seek[g], stream=stream, backward=True, any_frame=False)
             except av.FFmpegError:
@@ -336,11 +341,14 @@ def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start:
                     if _past(packet, index, target):
                         raise _Fallback  # the seek went past the keyframe, or the index does not describe it
                     continue  # the seek landed early: skip to the keyframe without decoding
-                landing, fed = False, target
-            elif packet.is_keyframe and fed + 1 < len(index.key_pts) and packet.pts == index.key_pts[fed + 1]:
-                fed += 1
-            elif fed == target and packet.pts is not None and packet.pts < index.key_pts[target]:
-                continue  # shown before the keyframe we started at (open GOP): not needed, not decodable
+                landing, fed, pos = False, target, index.key_pos[target]
+            else:
+                pos += 1
+                if packet.is_keyframe and fed + 1 < len(index.key_pts) and packet.pts == index.key_pts[fed + 1]:
+                    fed += 1
+                    pos = index.key_pos[fed]
+                elif fed == target and packet.pts is not None and packet.pts < index.key_pts[target]:
+                    continue  # shown before the keyframe we started at (open GOP): not needed, not decodable
             frames = reader.decode(packet)
         for frame in frames:
             i = index.frame_of(frame.pts)
