@@ -248,6 +248,16 @@ def _demux_index(box, stream, max_frames: int, name: str) -> _Index | None:
     )
 
 
+def _seek(box, stream, timestamp: int):
+    """Seek to the keyframe at or before ``timestamp``, reset the decoder, and return a fresh packet iterator."""
+    try:
+        box.seek(timestamp, stream=stream, backward=True, any_frame=False)
+    except av.FFmpegError:
+        raise _Fallback from None
+    stream.codec_context.flush_buffers()
+    return box.demux(stream)
+
+
 def _past(packet, index: _Index, g: int) -> bool:
     """Whether ``packet`` comes after keyframe ``g`` in decode order (so a seek overshot it)."""
     if index.key_byte[g] >= 0 and packet.pos is not None and packet.pos >= 0:
@@ -318,6 +328,9 @@ def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start:
     packets, fed, target, landing, ended = None, -2, 0, False, False
     at = 0  # pending[at] is the first wanted frame not yet decoded
     pos = -1  # decode position of the last packet taken since the keyframe we landed on
+    # Seek by presentation time first (index-based demuxers land on the keyframe itself); a demuxer that
+    # overshoots (MPEG-TS searches by decode time) is sought by the decode time from then on.
+    safe = False
     while at < len(pending):
         g = index.frame_gop(pending[at])
         # Decode on when the next wanted frame is in this GOP, or in the next one with at most a few packets of
@@ -326,12 +339,8 @@ def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start:
         if packets is None and at_start and g == 0:
             packets, fed, target, landing = box.demux(stream), -1, 0, True
         elif packets is None or not onward:
-            try:
-                box.seek(index.key_seek[g], stream=stream, backward=True, any_frame=False)
-            except av.FFmpegError:
-                raise _Fallback from None
-            stream.codec_context.flush_buffers()
-            packets, fed, target, landing = box.demux(stream), g - 1, g, True
+            packets = _seek(box, stream, index.key_seek[g] if safe else index.key_pts[g])
+            fed, target, landing = g - 1, g, True
         packet = next(packets, None)
         if packet is None or packet.size == 0:  # end of stream: flush the decoder's delayed frames
             frames, ended = reader.decode(None), True
@@ -339,7 +348,10 @@ def _seek_decode(reader: _Reader, index: _Index, wanted: list[int], *, at_start:
             if landing:
                 if not (packet.is_keyframe and packet.pts == index.key_pts[target]):
                     if _past(packet, index, target):
-                        raise _Fallback  # the seek went past the keyframe, or the index does not describe it
+                        if safe:
+                            raise _Fallback  # the seek went past the keyframe, or the index does not describe it
+                        safe = True
+                        packets = _seek(box, stream, index.key_seek[target])
                     continue  # the seek landed early: skip to the keyframe without decoding
                 landing, fed, pos = False, target, index.key_pos[target]
             else:
