@@ -1,22 +1,18 @@
-"""Checks a clip source must pass before and while OpenCV decodes it.
+"""Checks a clip source must pass before it is decoded.
 
-Unsafe sources (URLs, stream schemes, playlists) are refused before OpenCV
-sees them; only recognised video containers are opened; MP4 and AVI files
-must be structurally whole; and FFmpeg's own error log is collected during
-decoding, because OpenCV reports success on damaged streams.
+Unsafe sources (URLs, stream schemes, playlists) are refused before any
+decoder sees them; only recognised video containers are opened (and the
+decoder is told which one, so FFmpeg never probes for another); MP4 and AVI
+files must be structurally whole and unpadded. FFmpeg's own error log is
+collected while decoding (:mod:`dlabel_lab.media.decoding`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import re
 import struct
-import sys
-import tempfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +30,7 @@ _PLAYLIST_MAGIC = (b"#EXTM3U", b"ffconcat", b"[playlist]", b"<?xml", b"v=0\n", b
 def sniff_container(head: bytes) -> str | None:
     """Name the video container in the first bytes of a file, or ``None``.
 
-    Only containers that OpenCV's FFmpeg backend reads as local files are
+    Only containers that the decoder (FFmpeg, through PyAV) reads as local files are
     recognised; anything else (images, documents, playlists) returns ``None``.
 
     Example:
@@ -66,7 +62,7 @@ def _check_head(head: bytes, name: str, suffix: str) -> str:
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if suffix.lower() in _PLAYLIST_SUFFIXES or stripped.startswith(_PLAYLIST_MAGIC):
         raise UnsafeSource(
-            f"{name} is a playlist or stream description; OpenCV would follow it to the network "
+            f"{name} is a playlist or stream description; a decoder would follow it to the network "
             "or to other files. Pass the video file itself."
         )
     container = sniff_container(head)
@@ -74,7 +70,7 @@ def _check_head(head: bytes, name: str, suffix: str) -> str:
         kind = _describe(head)
         raise UnsupportedMedia(
             f"{name} is not a video file ({kind}). Pass an mp4, avi, mkv, webm, ogg, flv or "
-            "MPEG file that OpenCV can decode."
+            "MPEG file."
         )
     return container
 
@@ -107,7 +103,7 @@ def _check_path(source: str | os.PathLike) -> Path:
     path = Path(text).expanduser()
     if path.suffix.lower() in _PLAYLIST_SUFFIXES:
         raise UnsafeSource(
-            f"{text!r} is a playlist; OpenCV would follow it to other files or the network. "
+            f"{text!r} is a playlist; a decoder would follow it to other files or the network. "
             "Pass the video file itself."
         )
     if not path.exists():
@@ -237,45 +233,6 @@ def _riff_children(data: bytes, i: int, end: int, *, in_movi: bool) -> str | Non
     return None
 
 
-_FFMPEG_LINE = re.compile(r"^\[[\w:.\-]+ @ (0x)?[0-9a-fA-F]+\] ?(.*)$")
-_DECODE_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _native_errors():
-    """Collect what FFmpeg logs on the native stderr while decoding.
-
-    OpenCV reports success on damaged streams; FFmpeg's own error log is the
-    only signal. Other text written meanwhile is passed back to stderr.
-    """
-    found: list[str] = []
-    with _DECODE_LOCK:
-        try:
-            sys.stderr.flush()
-        except (AttributeError, ValueError):
-            pass
-        saved = os.dup(2)
-        tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally, after fd 2 is restored
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield found
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            text = tmp.read().decode("utf-8", "replace")
-            tmp.close()
-            other = []
-            for line in text.splitlines():
-                m = _FFMPEG_LINE.match(line)
-                if m:
-                    found.append(m.group(2))
-                elif line.strip():
-                    other.append(line)
-            if other:
-                print("\n".join(other), file=sys.stderr)
-
-
 def _check_structure(data, container: str, name: str, spec) -> None:
     """Refuse damaged containers and padded ones; ``data`` is bytes, a memoryview or an mmap."""
     padding = container_padding(data, container)
@@ -336,38 +293,3 @@ def check_file_size(size: int, spec: ClipSpec, name: str) -> None:
             f"{name} is {size / 2**20:.1f} MiB, over the limit of {spec.max_file_bytes / 2**20:.0f} MiB per clip; "
             "nothing was read. Cut the clip, or raise ClipSpec.max_file_bytes if clips this large are expected."
         )
-
-
-@contextlib.contextmanager
-def _bytes_as_file(data: bytes, container: str) -> Iterator[Path]:
-    """A path OpenCV can open for in-memory bytes, leaving nothing on disk.
-
-    On Linux the bytes go to an anonymous memory file (``memfd_create``) read
-    through ``/proc/self/fd``: nothing is written to ``/tmp`` and a killed
-    process leaves nothing behind. Elsewhere a temporary file is used and
-    removed afterwards.
-    """
-    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
-        fd = os.memfd_create(f"dlabel_clip.{container.split('-')[0]}", getattr(os, "MFD_CLOEXEC", 0))
-        try:
-            _write_all(fd, data)
-            yield Path(f"/proc/self/fd/{fd}")
-        finally:
-            os.close(fd)
-        return
-    fd, tmp = tempfile.mkstemp(suffix="." + container.split("-")[0], prefix="dlabel_clip_")
-    try:
-        try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        yield Path(tmp)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view[: 1 << 24]) :]
