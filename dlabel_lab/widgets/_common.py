@@ -1,8 +1,16 @@
-"""Small helpers shared by the widgets: figures to PNG, tables to HTML, guarded callbacks.
+"""Small helpers shared by the widgets: figures to PNG, chart images, tables to HTML, event handlers.
 
 Figures are drawn on a :class:`matplotlib.figure.Figure` built without pyplot,
 so no backend and no display are needed, and rendered to PNG bytes for an
-``ipywidgets.Image``.
+``ipywidgets.Image``; :func:`show_png` sizes the image to the PNG's own
+pixels (a chart is never stretched by its neighbours) and hides an image that
+has nothing to show (no broken-image icon).
+
+Errors: a handler made by :func:`handler` (what the widget's own buttons,
+menus and keys call) shows the package's errors inside the widget; public
+methods called from code raise to their caller as usual. When the widget's
+store has been closed, a handler switches the widget off and says so instead
+of failing on every click.
 
 Example:
     >>> fig, ax = new_figure((2, 2))
@@ -12,20 +20,24 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import html
 import io
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import cv2
+import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..errors import DLabelError
+from ..errors import DLabelError, StoreError
 
-__all__ = ["new_figure", "figure_png", "frame_png", "table_html", "text_html", "guarded"]
+__all__ = [
+    "BLANK_PNG", "new_figure", "figure_png", "frame_png", "png_size", "chart_image", "show_png", "table_html",
+    "text_html", "store_is_closed", "switch_off", "run_shown", "handler",
+]
 
 
 def new_figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, Any]:
@@ -65,6 +77,51 @@ def frame_png(frame: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height in pixels of PNG bytes, read from the header.
+
+    Example:
+        >>> png_size(frame_png(np.zeros((3, 5, 3), np.uint8)))
+        (5, 3)
+    """
+    png = bytes(png)
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not PNG bytes")
+    return struct.unpack(">II", png[16:24])
+
+
+BLANK_PNG = frame_png(np.full((1, 1, 3), 255, np.uint8))
+"""A valid 1 x 1 white PNG: what a hidden image holds instead of nothing (a broken-image icon)."""
+
+
+def chart_image() -> widgets.Image:
+    """An image for a chart or frames: hidden until :func:`show_png` gives it a PNG.
+
+    Example:
+        >>> chart_image().layout.display
+        'none'
+    """
+    return widgets.Image(value=BLANK_PNG, format="png",
+                         layout=widgets.Layout(display="none", object_fit="contain", align_self="flex-start"))
+
+
+def show_png(image: widgets.Image, png: bytes | None) -> None:
+    """Show ``png`` at its own pixel size (never stretched by a neighbour), or hide the image when empty.
+
+    Example:
+        >>> image = chart_image()
+        >>> show_png(image, frame_png(np.zeros((3, 5, 3), np.uint8)))
+        >>> image.layout.width, image.layout.height, image.layout.display
+        ('5px', '3px', None)
+    """
+    if not png:
+        image.value, image.layout.display = BLANK_PNG, "none"
+        return
+    width, height = png_size(png)
+    image.value = png
+    image.layout.width, image.layout.height, image.layout.display = f"{width}px", f"{height}px", None
+
+
 def table_html(df: pd.DataFrame, *, max_rows: int = 50, float_format: str = "{:.3f}") -> str:
     """A data frame as an HTML table, at most ``max_rows`` rows, values escaped.
 
@@ -89,39 +146,100 @@ def text_html(text: str, *, tag: str = "p") -> str:
     return f"<{tag}>{html.escape(str(text))}</{tag}>"
 
 
-def guarded(method: Callable) -> Callable:
-    """Run a widget callback inside the widget's ``output``, so its errors are seen.
-
-    The package's own errors (``DLabelError``) are printed as one line and kept in
-    ``self.errors``; anything else is kept too and re-raised, which Jupyter shows
-    as a traceback in the output widget.
+def store_is_closed(store: Any) -> bool:
+    """Whether a payload store has been closed (``store.close()``); ``False`` for anything else.
 
     Example:
-        >>> import ipywidgets
-        >>> class View:
-        ...     def __init__(self):
-        ...         self.output, self.errors = ipywidgets.Output(), []
-        ...     @guarded
-        ...     def fail(self):
-        ...         raise DLabelError("nothing to show")
-        >>> view = View()
-        >>> view.fail()
-        DLabelError: nothing to show
-        >>> len(view.errors)
-        1
+        >>> store_is_closed(None)
+        False
+    """
+    closed = getattr(store, "closed", None)
+    if isinstance(closed, bool):
+        return closed
+    # PayloadStore drops its connection on close() and has no public flag yet.
+    return store is not None and hasattr(store, "_con") and store._con is None
+
+
+def _controls(widget: widgets.Widget) -> Iterator[widgets.Widget]:
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _controls(child)
+
+
+def switch_off(view: widgets.Box, message: str) -> None:
+    """Disable every control of ``view`` and show ``message`` above them (once).
+
+    Example:
+        >>> view = widgets.VBox([widgets.Button()])
+        >>> switch_off(view, "the store is closed")
+        >>> view.children[1].disabled, "closed" in view.children[0].value
+        (True, True)
+    """
+    for w in _controls(view):
+        if w.has_trait("disabled"):
+            w.disabled = True
+    if getattr(view, "switched_off", None) is None:
+        view.switched_off = widgets.HTML(
+            f'<div style="color:#b00020;font-weight:bold">{html.escape(message)}</div>')
+        view.children = (view.switched_off, *view.children)
+
+
+def _closed_message(store: Any) -> str:
+    return (f"The payload store {getattr(store, 'path', store)} is closed: this widget is switched off. "
+            "Open the store again (PayloadStore(path)) and build a new widget to go on.")
+
+
+def run_shown(view: Any, action: Callable, *args: Any) -> Any:
+    """Run ``action(*args)`` for one of the widget's own events, showing what goes wrong inside the widget.
+
+    ``view`` has an ``output`` (``ipywidgets.Output``), an ``errors`` list
+    and, when it works on a store, a ``store``. The package's own errors
+    (``DLabelError``) are written to ``view.output`` as one line and kept in
+    ``view.errors``; anything else is kept too and re-raised, which Jupyter
+    shows as a traceback in the output widget. A closed store switches the
+    view off (:func:`switch_off`) instead of failing.
+
+    Example:
+        >>> view = widgets.VBox(); view.output, view.errors = widgets.Output(), []
+        >>> def fail():
+        ...     raise DLabelError("nothing to show")
+        >>> run_shown(view, fail)
+        >>> view.output.outputs[0]["text"], len(view.errors)
+        ('DLabelError: nothing to show\\n', 1)
+    """
+    store = getattr(view, "store", None)
+    with view.output:
+        if store_is_closed(store):
+            switch_off(view, _closed_message(store))
+            return None
+        try:
+            return action(*args)
+        except DLabelError as exc:
+            if isinstance(exc, StoreError) and store_is_closed(store):
+                switch_off(view, _closed_message(store))
+                return None
+            view.errors.append(exc)
+            view.output.append_stderr(f"{type(exc).__name__}: {exc}\n")
+        except Exception as exc:
+            view.errors.append(exc)
+            raise
+    return None
+
+
+def handler(view: Any, action: Callable, *args: Any) -> Callable[..., None]:
+    """An event handler (``on_click``, ``observe``) that runs ``action(*args)`` through :func:`run_shown`.
+
+    The event itself (the button, the change) is not passed on. A click on a
+    button that is off (one that arrives after it was disabled) does nothing.
+
+    Example:
+        >>> button = widgets.Button()
+        >>> button.on_click(handler(view, print, "clicked"))  # doctest: +SKIP
     """
 
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with self.output:
-            try:
-                return method(self, *args, **kwargs)
-            except DLabelError as exc:
-                self.errors.append(exc)
-                print(f"{type(exc).__name__}: {exc}")
-            except Exception as exc:
-                self.errors.append(exc)
-                raise
-        return None
+    def on_event(*event: Any) -> None:
+        if event and isinstance(event[0], widgets.Button) and event[0].disabled:
+            return
+        run_shown(view, action, *args)
 
-    return wrapper
+    return on_event

@@ -24,9 +24,12 @@ import numpy as np
 
 from ..plots import plot_attribution_overlay, plot_frame_attribution
 from ..train.transforms import TransformationParams
-from ._common import figure_png, guarded, new_figure, table_html, text_html
+from ._common import chart_image, figure_png, handler, new_figure, show_png, table_html, text_html
 
 __all__ = ["AttributionViewer", "reject_params"]
+
+FRAME_BARS_SIZE = (4.0, 2.6)  # inches: 360 x 234 px at the widgets' 90 dpi
+
 
 def reject_params(params: TransformationParams, rejected: list[str], *, note: str = "rejected by a person") -> (
         TransformationParams):
@@ -59,7 +62,7 @@ class AttributionViewer(widgets.VBox):
         clip: The clip selector (value: row index into the analysis).
         toggles: Parameter name -> ``ToggleButtons`` (True accept, False reject),
             one per parameter that has a value.
-        errors: Errors raised by callbacks (also printed in ``output``).
+        errors: Errors raised by the widget's own controls (also shown in ``output``).
 
     Example:
         >>> viewer = AttributionViewer(analysis, params)  # doctest: +SKIP
@@ -76,10 +79,10 @@ class AttributionViewer(widgets.VBox):
         wrong_first = sorted(range(n), key=lambda i: (bool(analysis.correct[i]), i))
         self.clip = widgets.Dropdown(options=[(_clip_label(i, analysis), i) for i in wrong_first],
                                      description="clip", layout=widgets.Layout(width="36em"))
-        self.overlay = widgets.Image(format="png")
-        self.frame_bars = widgets.Image(format="png")
+        self.overlay = chart_image()
+        self.frame_bars = chart_image()  # sized to its PNG: the tables beside it cannot stretch it
         self.clip_info = widgets.HTML()
-        self.clip.observe(self.show_clip, names="value")
+        self.clip.observe(handler(self, self.show_clip), names="value")
         described = params.describe()
         self.toggles = {
             name: widgets.ToggleButtons(options=[("accept", True), ("reject", False)], value=True,
@@ -100,7 +103,6 @@ class AttributionViewer(widgets.VBox):
         if n:
             self.show_clip()
 
-    @guarded
     def show_clip(self, change: dict | None = None) -> None:
         """Draw the selected clip's heatmap overlay, its frame attribution, tags and factors.
 
@@ -112,10 +114,10 @@ class AttributionViewer(widgets.VBox):
         shown = min(self.max_frames, frames.shape[0])
         fig, axes = new_figure((1.7 * shown, 2.0), ncols=shown)
         plot_attribution_overlay(frames, a.gradcam[i], max_frames=self.max_frames, axes=axes)
-        self.overlay.value = figure_png(fig)
-        fig, ax = new_figure((4.0, 2.6))
+        show_png(self.overlay, figure_png(fig))
+        fig, ax = new_figure(FRAME_BARS_SIZE)
         plot_frame_attribution(np.asarray(a.frame_profile[i]), ax=ax)
-        self.frame_bars.value = figure_png(fig)
+        show_png(self.frame_bars, figure_png(fig))
         sid = a.scoring_ids[i]
         tags = a.tags[a.tags["scoring_id"] == sid] if "scoring_id" in a.tags else a.tags.iloc[:0]
         factors = a.factors[a.factors["scoring_id"] == sid].drop(columns="scoring_id").T if "scoring_id" in a.factors \

@@ -24,7 +24,7 @@ from ..errors import ConfigError, UnknownLabel
 from ..labeling.suggest import Suggestion
 from ..media.video import ClipSpec, read_checked_file
 from ..plots import plot_filmstrip
-from ._common import figure_png, guarded, new_figure, text_html
+from ._common import chart_image, figure_png, handler, new_figure, show_png, text_html
 
 __all__ = ["LabelQueue"]
 
@@ -52,7 +52,7 @@ class LabelQueue(widgets.VBox):
         labelled: ``(scoring_id, label)`` pairs logged, in order.
         skipped: Scoring ids skipped.
         position: Index of the clip shown (``len(queue)`` when done).
-        errors: Errors raised by callbacks (also shown in ``output``).
+        errors: Errors raised by the widget's own buttons (also shown in ``output``).
 
     Example:
         >>> LabelQueue(store, dl.suggest(store, "shapes-v1", 5), classes=model.classes)  # doctest: +SKIP
@@ -80,18 +80,17 @@ class LabelQueue(widgets.VBox):
         self.output = widgets.Output()
         self.header = widgets.HTML()
         self.progress = widgets.IntProgress(min=0, max=len(self.rows), description="labelled")
-        self.filmstrip = widgets.Image(format="png")
+        self.filmstrip = chart_image()
         self.why = widgets.HTML()
         self.buttons = {c: widgets.Button(description=c, button_style="primary") for c in classes}
         for cls, button in self.buttons.items():
-            button.on_click(lambda _b, cls=cls: self.label(cls))
+            button.on_click(handler(self, self.label, cls))
         self.skip_button = widgets.Button(description="Skip", icon="forward")
-        self.skip_button.on_click(lambda _b: self.skip())
+        self.skip_button.on_click(handler(self, self.skip))
         super().__init__([self.header, self.progress, self.filmstrip, self.why,
                           widgets.HBox(list(self.buttons.values())), self.skip_button, self.output])
         self._show()
 
-    @guarded
     def label(self, label: str) -> None:
         """Log ``label`` as the shown clip's user score and move on.
 
@@ -108,7 +107,6 @@ class LabelQueue(widgets.VBox):
         self.position += 1
         self._show()
 
-    @guarded
     def skip(self) -> None:
         """Move on without labelling the shown clip.
 
@@ -130,6 +128,7 @@ class LabelQueue(widgets.VBox):
             self.header.value = text_html(f"queue done: {len(self.labelled)} labelled, {len(self.skipped)} skipped",
                                           tag="b")
             self.why.value = ""
+            show_png(self.filmstrip, None)
             return
         row = self.rows[self.position]
         self.header.value = text_html(f"clip {self.position + 1} of {n} ({self.suggestion.strategy})", tag="b")
@@ -139,4 +138,4 @@ class LabelQueue(widgets.VBox):
         frames = read_checked_file(path, self.display_spec, name=f"clip {row['scoring_id']}").frames
         fig, ax = new_figure((8, 1.4))
         plot_filmstrip(frames, max_frames=8, ax=ax)
-        self.filmstrip.value = figure_png(fig)
+        show_png(self.filmstrip, figure_png(fig))

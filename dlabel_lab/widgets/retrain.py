@@ -3,9 +3,12 @@
 The Retrain button calls :func:`~dlabel_lab.loop.retrain` with the epochs,
 learning rate and (accepted) transformation parameters of the panel and a
 :class:`LiveTrainingCallback`, a Lightning callback that moves a progress bar
-and redraws the learning curves after every epoch. Afterwards the panel shows
-the new version against its parent on the same held-out clips and its
-lineage from the store.
+and redraws the learning curves after every epoch (legend beside the plot,
+whole-epoch ticks). Afterwards the panel shows the new version against its
+parent on the same held-out clips and its lineage from the store, and keeps
+"from version" on whichever of the two did better there (the new version only
+when it beats its parent, :attr:`~dlabel_lab.loop.ModelVersion.improved`); the
+menu still offers both.
 
 Example:
     >>> panel = RetrainPanel(store, "shapes-v1", params=viewer.accepted_params())  # doctest: +SKIP
@@ -21,13 +24,36 @@ import numbers
 import ipywidgets as widgets
 import pandas as pd
 import pytorch_lightning as pl
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..loop import ModelVersion, retrain
 from ..plots import plot_learning_curves
 from ..train.transforms import TransformationParams
-from ._common import figure_png, guarded, new_figure, table_html, text_html
+from ._common import chart_image, figure_png, handler, new_figure, show_png, table_html, text_html
 
-__all__ = ["LiveTrainingCallback", "RetrainPanel", "lineage_html"]
+__all__ = ["LiveTrainingCallback", "RetrainPanel", "comparison_html", "draw_learning_curves", "lineage_html"]
+
+
+def draw_learning_curves(history: pd.DataFrame) -> Figure:
+    """The learning curves (``plot_learning_curves``) with whole-epoch ticks and the legend outside the data.
+
+    Example:
+        >>> fig = draw_learning_curves(pd.DataFrame({"epoch": [0, 1], "train_loss": [1.0, 0.5]}))
+        >>> len(fig.legends), fig.axes[0].get_legend() is None
+        (1, True)
+    """
+    fig, ax = new_figure((6.5, 3.2))
+    plot_learning_curves(history, ax=ax)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.get_legend() is not None:  # move it beside the axes (the loss axis and its twin), off the curves
+        ax.get_legend().remove()
+        handles, labels = [], []
+        for a in fig.axes:
+            h, lab = a.get_legend_handles_labels()
+            handles, labels = handles + h, labels + lab
+        fig.legend(handles, labels, loc="outside right upper", frameon=True, fontsize="small")
+    return fig
 
 
 class LiveTrainingCallback(pl.Callback):
@@ -63,9 +89,29 @@ class LiveTrainingCallback(pl.Callback):
         self.history.append({"epoch": trainer.current_epoch, **metrics})
         self.progress.value = trainer.current_epoch + 1
         if self.plot is not None:
-            fig, ax = new_figure((5.5, 3.2))
-            plot_learning_curves(pd.DataFrame(self.history), ax=ax)
-            self.plot.value = figure_png(fig)
+            show_png(self.plot, figure_png(draw_learning_curves(pd.DataFrame(self.history))))
+
+
+def comparison_html(version: ModelVersion, keep: str) -> str:
+    """Parent against new version on the same held-out clips, the verdict, and which one is kept selected.
+
+    Example:
+        >>> comparison_html(v2, "shapes-v1")  # doctest: +SKIP
+    """
+    n = len(version.holdout_ids)
+    if version.parent_evaluation is None or version.evaluation is None:
+        verdict = f"{version.version}: no comparison with its parent"
+    else:
+        before, after = version.parent_evaluation.accuracy, version.evaluation.accuracy
+        word = "better than" if version.improved else ("as good as" if after == before else "worse than")
+        verdict = (f"{version.version} ({after:.3f}) is {word} its parent {version.parent} ({before:.3f}) "
+                   f"on the same {n} held-out clips")
+    kept = (f'"from version" moves to {keep}' if keep == version.version else
+            f'"from version" stays on {keep}; pick {version.version} in the menu to continue from it anyway')
+    table = version.comparison
+    if table is not None:
+        table = table.rename(columns={"before": f"{version.parent} (parent)", "after": f"{version.version} (new)"})
+    return text_html(verdict, tag="b") + text_html(kept) + table_html(table)
 
 
 def lineage_html(lineage: dict) -> str:
@@ -107,9 +153,11 @@ class RetrainPanel(widgets.VBox):
 
     Attributes:
         last_version: The :class:`~dlabel_lab.loop.ModelVersion` of the last retraining.
+        version: The "from version" menu: after a retraining, the better of the
+            new version and its parent on their shared held-out clips.
         lineage: ``store.lineage`` of the last version.
         callback: The :class:`LiveTrainingCallback` passed to Lightning.
-        errors: Errors raised by callbacks (also printed in ``output``).
+        errors: Errors raised by the widget's own controls (also shown in ``output``).
 
     Example:
         >>> panel = RetrainPanel(store, params=params)  # doctest: +SKIP
@@ -138,9 +186,9 @@ class RetrainPanel(widgets.VBox):
             "<b>transformation parameters</b>" + table_html(described) if described is not None and len(described)
             else text_html("no transformation parameters: plain fine-tuning on the labelled clips"))
         self.retrain_button = widgets.Button(description="Retrain", button_style="success", icon="play")
-        self.retrain_button.on_click(lambda _b: self.run())
+        self.retrain_button.on_click(handler(self, self.run))
         self.progress = widgets.IntProgress(min=0, max=epochs, description="epoch")
-        self.plot = widgets.Image(format="png")
+        self.plot = chart_image()
         self.callback = LiveTrainingCallback(self.progress, self.plot)
         self.comparison = widgets.HTML()
         self.lineage_view = widgets.HTML()
@@ -150,7 +198,6 @@ class RetrainPanel(widgets.VBox):
             widgets.HBox([self.comparison, self.lineage_view]), self.output,
         ])
 
-    @guarded
     def run(self) -> ModelVersion | None:
         """Retrain with the panel's settings; show the comparison and the lineage.
 
@@ -168,14 +215,14 @@ class RetrainPanel(widgets.VBox):
         return self.last_version
 
     def show(self, version: ModelVersion) -> None:
-        """Show a version's comparison with its parent and its lineage; continue from it next time.
+        """Show a version against its parent and its lineage; continue from the better of the two next time.
 
         Example:
             >>> panel.show(retrain(store, "shapes-v1", epochs=1))  # doctest: +SKIP
         """
-        self.comparison.value = (text_html(f"{version.parent} → {version.version} on {len(version.holdout_ids)} "
-                                           "held-out clips", tag="b") + table_html(version.comparison))
+        keep = version.version if version.improved or version.parent is None else version.parent
+        self.comparison.value = comparison_html(version, keep)
         self.lineage = self.store.lineage(version.version)
         self.lineage_view.value = lineage_html(self.lineage)
         self.version.options = [str(v) for v in self.store.model_versions()["model_version"]]
-        self.version.value = version.version
+        self.version.value = keep

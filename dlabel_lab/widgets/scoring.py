@@ -7,6 +7,12 @@ append-only, so Undo does not delete anything: it goes back one clip, and the
 next click logs a *new* score row for the same scoring id
 (``source="human-correction"``); the latest label wins and the history stays.
 
+Keys (with the pointer over the widget): the number on a class button scores
+that class, ``s`` skips, ``u`` undoes, space plays or pauses the frames.
+ipyevents (BSD-3-Clause) brings the browser's key events to Python; no
+JavaScript of our own. A clip that cannot be read is shown as an error with
+its name; its class buttons are off and Skip moves on.
+
 Example:
     >>> w = ScoringWidget(ingest, ["clip_0.mp4", "clip_1.mp4"])  # doctest: +SKIP
     >>> w.buttons["circle"].click()  # doctest: +SKIP
@@ -22,16 +28,28 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import ipywidgets as widgets
+from ipyevents import Event
 
-from ..errors import ConfigError, UnknownLabel
+from ..errors import ConfigError, MediaError, UnknownLabel
 from ..media.video import ClipSpec, read_clip
 from ..plots import plot_filmstrip
 from ..serving.endpoints import IngestEndpoint, ScoringResult
-from ._common import figure_png, frame_png, guarded, new_figure, text_html
+from ._common import (
+    BLANK_PNG,
+    chart_image,
+    figure_png,
+    frame_png,
+    handler,
+    new_figure,
+    run_shown,
+    show_png,
+    text_html,
+)
 
 __all__ = ["ScoringWidget"]
 
 DISPLAY_SPEC = ClipSpec(frames=16, size=128)
+NUMBER_KEYS = "123456789"  # one per class, in the model's class order
 
 
 def _clip_paths(clips: Sequence) -> list[str]:
@@ -50,7 +68,7 @@ def _clip_paths(clips: Sequence) -> list[str]:
 
 
 class ScoringWidget(widgets.VBox):
-    """Score clips by hand: frames, one button per class, Skip, Undo, the model's answer.
+    """Score clips by hand: frames, one button per class, Skip, Undo, the model's answer; keys for each.
 
     Args:
         ingest: The ingest endpoint (from :func:`~dlabel_lab.endpoints.deploy`).
@@ -59,14 +77,18 @@ class ScoringWidget(widgets.VBox):
             model sees the ingest endpoint's own spec).
 
     Attributes:
-        buttons: Class name -> button, in the model's class order.
-        skip_button: Moves on without scoring.
-        undo_button: Goes back one clip; the next class click corrects its score.
+        buttons: Class name -> button, in the model's class order; the first
+            nine are labelled with their key (``"1 circle"``).
+        class_keys: Class name -> its number key.
+        skip_button: Moves on without scoring (key ``s``).
+        undo_button: Goes back one clip; the next class click corrects its score (key ``u``).
+        key_events: The ipyevents ``Event`` that delivers key presses to :meth:`press`.
         results: One :class:`~dlabel_lab.endpoints.ScoringResult` per scored
             clip, in scoring order (a correction updates its ``label``).
         position: Index of the clip shown (``len(clips)`` when done).
         skipped: Indices of the clips skipped.
-        errors: Errors raised by callbacks (also printed in ``output``).
+        unreadable: Clip index -> the error that kept it from being shown.
+        errors: Errors raised by the widget's own buttons and keys (also shown in ``output``).
 
     Example:
         >>> w = ScoringWidget(ingest, read_manifest("data/shapes/operational/labels.csv"))  # doctest: +SKIP
@@ -75,11 +97,13 @@ class ScoringWidget(widgets.VBox):
 
     def __init__(self, ingest: IngestEndpoint, clips: Sequence, *, display_spec: ClipSpec = DISPLAY_SPEC) -> None:
         self.ingest = ingest
+        self.store = ingest.store
         self.paths = _clip_paths(clips)
         self.display_spec = display_spec
         self.results: list[ScoringResult] = []
         self.position = 0
         self.skipped: list[int] = []
+        self.unreadable: dict[int, MediaError] = {}
         self.errors: list[Exception] = []
         self._by_position: dict[int, int] = {}  # clip index -> index into results
         self._done: list[int] = []  # clip indices acted on (scored or skipped), for Undo
@@ -87,32 +111,46 @@ class ScoringWidget(widgets.VBox):
 
         self.output = widgets.Output()
         self.header = widgets.HTML()
-        self.progress = widgets.IntProgress(min=0, max=len(self.paths), description="scored")
-        self.frame = widgets.Image(format="png", width=256, height=256)
+        self.clip_error = widgets.HTML()
+        self.progress = widgets.IntProgress(min=0, max=len(self.paths), description="done")
+        self.progress_text = widgets.HTML()
+        self.frame = widgets.Image(value=BLANK_PNG, format="png", width=256, height=256)
         self.play = widgets.Play(min=0, max=0, interval=150, description="play")
         self.slider = widgets.IntSlider(min=0, max=0, description="frame", continuous_update=True)
         widgets.jslink((self.play, "value"), (self.slider, "value"))
         self.slider.observe(self._show_frame, names="value")
-        self.filmstrip = widgets.Image(format="png")
-        self.buttons = {c: widgets.Button(description=c, button_style="primary") for c in ingest.classes}
+        self.filmstrip = chart_image()
+        self.class_keys = dict(zip(ingest.classes, NUMBER_KEYS, strict=False))  # the first nine
+        self.buttons = {c: widgets.Button(description=f"{self.class_keys[c]} {c}" if c in self.class_keys else c,
+                                          button_style="primary", tooltip=f"key {self.class_keys.get(c, '-')}")
+                        for c in ingest.classes}
         for cls, button in self.buttons.items():
-            button.on_click(lambda _b, cls=cls: self.score(cls))
-        self.skip_button = widgets.Button(description="Skip", icon="forward")
-        self.skip_button.on_click(lambda _b: self.skip())
-        self.undo_button = widgets.Button(description="Undo", icon="undo", disabled=True)
-        self.undo_button.on_click(lambda _b: self.undo())
+            button.on_click(handler(self, self.score, cls))
+        self.skip_button = widgets.Button(description="Skip (s)", icon="forward")
+        self.skip_button.on_click(handler(self, self.skip))
+        self.undo_button = widgets.Button(description="Undo (u)", icon="undo", disabled=True)
+        self.undo_button.on_click(handler(self, self.undo))
         self.answer = widgets.HTML()
+        hint = widgets.HTML(text_html("keys, with the pointer over this widget: "
+                                      f"1-{min(len(self.buttons), 9)} class, s skip, u undo, space play/pause"))
         super().__init__([
-            self.header, self.progress, self.frame, widgets.HBox([self.play, self.slider]), self.filmstrip,
-            widgets.HBox(list(self.buttons.values())), widgets.HBox([self.skip_button, self.undo_button]),
+            self.header, widgets.HBox([self.progress, self.progress_text]), self.clip_error, self.frame,
+            widgets.HBox([self.play, self.slider]), self.filmstrip,
+            widgets.HBox(list(self.buttons.values())), widgets.HBox([self.skip_button, self.undo_button]), hint,
             self.answer, self.output,
         ])
+        self.key_events = Event(source=self, watched_events=["keydown"], prevent_default_action=True,
+                                ignore_modifier_key_events=True)
+        self.key_events.on_dom_event(self._on_key)
         self._show_clip()
 
     # -- actions (each a few lines that call the package) -----------------------------
-    @guarded
     def score(self, label: str) -> ScoringResult | None:
         """Score the shown clip with ``label`` (a correction if it was scored before Undo); move on.
+
+        Raises:
+            UnknownLabel: ``label`` is not one of the model's classes.
+            MediaError: The shown clip cannot be read (skip it).
 
         Example:
             >>> w.score("circle").predicted_label  # what a click on "circle" does  # doctest: +SKIP
@@ -124,8 +162,15 @@ class ScoringWidget(widgets.VBox):
             return None
         if self.position in self._by_position:
             result = self._correct(label)
+        elif self.position in self.unreadable:
+            exc = self.unreadable[self.position]
+            raise type(exc)(f"clip {self.position + 1} cannot be read ({exc}); skip it with skip()")
         else:
-            result = self.ingest.score(self.paths[self.position], label=label)
+            try:
+                result = self.ingest.score(self.paths[self.position], label=label)
+            except MediaError:
+                self._show_clip()  # the file went away or changed since it was shown: show it as unreadable
+                raise
             self._by_position[self.position] = len(self.results)
             self.results.append(result)
         self._show_answer(result)
@@ -138,7 +183,6 @@ class ScoringWidget(widgets.VBox):
         self.results[i] = dataclasses.replace(self.results[i], label=label)
         return self.results[i]
 
-    @guarded
     def skip(self) -> None:
         """Move on without scoring the shown clip (a clip already scored keeps its score).
 
@@ -152,7 +196,6 @@ class ScoringWidget(widgets.VBox):
             self.answer.value = text_html(f"skipped {Path(self.paths[self.position]).name}")
             self._advance()
 
-    @guarded
     def undo(self) -> None:
         """Go back one clip; if it was scored, the next class click logs a corrected score for it.
 
@@ -166,6 +209,44 @@ class ScoringWidget(widgets.VBox):
             self.skipped.remove(self.position)
         self.answer.value = text_html(f"back to clip {self.position + 1}")
         self._show_clip()
+
+    def toggle_play(self) -> None:
+        """Play the shown clip's frames, or pause them.
+
+        Example:
+            >>> w.toggle_play(); w.play.playing  # doctest: +SKIP
+            True
+        """
+        self.play.playing = not self.play.playing
+
+    def press(self, key: str) -> bool:
+        """Do what ``key`` stands for: a class's number scores it, ``s`` skips, ``u`` undoes, space plays.
+
+        Returns:
+            Whether the key means something here (a number without a class, or a
+            class button that is off, does nothing).
+
+        Example:
+            >>> w.press("1")  # scores the first class, like a click on "1 circle"  # doctest: +SKIP
+            True
+        """
+        by_key = {k: c for c, k in self.class_keys.items()}
+        if key in by_key and not self.buttons[by_key[key]].disabled:
+            self.score(by_key[key])
+        elif key.lower() == "s" and not self.skip_button.disabled:
+            self.skip()
+        elif key.lower() == "u" and not self.undo_button.disabled:
+            self.undo()
+        elif key == " " and not self.play.disabled:
+            self.toggle_play()
+        else:
+            return False
+        return True
+
+    def _on_key(self, event: dict) -> None:
+        """What ipyevents calls with the browser's key event (a dict: ``type``, ``key``, modifier flags)."""
+        if event.get("type") == "keydown" and not any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
+            run_shown(self, self.press, str(event.get("key", "")))
 
     # -- view ---------------------------------------------------------------------------
     def _advance(self) -> None:
@@ -183,29 +264,57 @@ class ScoringWidget(widgets.VBox):
             f"({result.confidence:.2f}): {verdict}"
         )
 
+    def _show_progress(self) -> None:
+        n, scored, skipped = len(self.paths), len(self.results), len(self.skipped)
+        self.progress.value = scored + skipped
+        self.progress_text.value = text_html(f"{scored + skipped} of {n} ({scored} scored, {skipped} skipped)",
+                                             tag="span")
+
     def _show_clip(self) -> None:
         n = len(self.paths)
-        self.progress.value = len(self.results)
+        self._show_progress()
         self.undo_button.disabled = not self._done
+        self.play.playing = False
         done = self.position >= n
-        for button in [*self.buttons.values(), self.skip_button]:
-            button.disabled = done
         if done:
             self.header.value = f"<b>all {n} clips done</b>: {len(self.results)} scored, {len(self.skipped)} skipped"
+            self._show_frames(None)
             return
         path = self.paths[self.position]
         self.header.value = text_html(f"clip {self.position + 1} of {n}: {Path(path).name}", tag="b")
         if self.position in self._by_position:
             label = self.results[self._by_position[self.position]].label
             self.answer.value = text_html(f"already scored as {label}: a class click logs a corrected score")
-        frames = read_clip(path, self.display_spec).frames
-        self._frames = [frame_png(f) for f in frames]
-        self.play.max = self.slider.max = len(frames) - 1
+        try:
+            frames = read_clip(path, self.display_spec).frames
+        except MediaError as exc:
+            self.unreadable[self.position] = exc
+            self._show_frames(None, error=f"{Path(path).name} cannot be shown: {type(exc).__name__}: {exc}. "
+                                          "Skip it (s) to go on.")
+            return
+        self.unreadable.pop(self.position, None)
+        self._show_frames(frames)
+
+    def _show_frames(self, frames, *, error: str | None = None) -> None:
+        """Frames, slider and filmstrip of a readable clip; otherwise hide them and switch the class buttons off."""
+        readable = frames is not None
+        for button in self.buttons.values():
+            button.disabled = not readable
+        self.skip_button.disabled = self.position >= len(self.paths)
+        self.play.disabled = self.slider.disabled = not readable
+        self.clip_error.value = "" if error is None else \
+            f'<div style="color:#b00020">{text_html(error, tag="span")}</div>'
+        self._frames = [frame_png(f) for f in frames] if readable else []
+        self.play.max = self.slider.max = max(len(self._frames) - 1, 0)
         self.slider.value = 0
-        self.frame.value = self._frames[0]
+        self.frame.value = self._frames[0] if readable else BLANK_PNG
+        self.frame.layout.display = None if readable else "none"
+        if not readable:
+            show_png(self.filmstrip, None)
+            return
         fig, ax = new_figure((8, 1.4))
         plot_filmstrip(frames, max_frames=8, ax=ax)
-        self.filmstrip.value = figure_png(fig)
+        show_png(self.filmstrip, figure_png(fig))
 
     def _show_frame(self, change) -> None:
         if self._frames:

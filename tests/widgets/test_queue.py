@@ -43,13 +43,23 @@ def test_clicks_label_the_suggested_clips_in_order(queued):
     assert len(store.score_history()) == len(history) and w.errors == []
 
 
-def test_a_bad_label_is_shown_not_raised_and_bad_arguments_are_refused(queued):
+def test_errors_raise_from_code_show_in_the_widget_from_clicks_and_bad_arguments_are_refused(queued, monkeypatch):
     store, queue = queued
     w = LabelQueue(store, queue, classes=CLASSES, author="ana")
-    w.label("hexagon")
-    assert isinstance(w.errors[-1], dl.UnknownLabel) and w.position == 0
+    with pytest.raises(dl.UnknownLabel, match="hexagon"):
+        w.label("hexagon")  # from code: to the caller, not into the widget far above
+    assert w.errors == [] and w.output.outputs == () and w.position == 0
     w.label("circle")
     assert store.score_history().iloc[-1]["author"] == "ana"
+
+    def refuse(*args, **kwargs):
+        raise dl.StoreError("the disk is full")
+
+    monkeypatch.setattr(store, "log_score", refuse)
+    w.buttons["square"].click()  # from the widget's own button: shown inside it
+    assert [str(e) for e in w.errors] == ["the disk is full"] and w.position == 1
+    assert w.output.outputs[0]["text"] == "StoreError: the disk is full\n"
+    assert not w.buttons["square"].disabled  # the store is open: the widget stays on
     with pytest.raises(dl.ConfigError, match="what suggest"):
         LabelQueue(store, queue.table, classes=CLASSES)
     with pytest.raises(dl.ConfigError, match="source"):
@@ -64,9 +74,18 @@ def test_the_dataset_browser_filters_by_label_source(queued):
     w.buttons["circle"].click()
     store.log_score(queue.scoring_ids[1], "square", source="auto", author="shapes-v1")
     browser = DatasetBrowser(store)
-    assert [v for _, v in browser.source.options] == [None, "auto", "human"]
+    assert [v for _, v in browser.source.options] == [browser.ANY, "auto", "human"]
     browser.source.value = "auto"
     assert browser.records["scoring_id"].tolist() == [queue.scoring_ids[1]]
     assert browser.filters()["label_source"] == "auto"
     browser.source.value = "human"
     assert len(browser.records) == 4  # three labelled at ingest, one from the queue
+
+
+def test_the_queue_switches_off_when_its_store_is_closed(queued):
+    store, queue = queued
+    w = LabelQueue(store, queue, classes=CLASSES)
+    store.close()
+    w.buttons["circle"].click()
+    assert w.errors == [] and w.labelled == [] and "is closed" in w.children[0].value
+    assert all(b.disabled for b in [*w.buttons.values(), w.skip_button])

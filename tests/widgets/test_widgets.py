@@ -2,56 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
+from widget_helpers import PNG, hidden, latest, score_all, shown_png
 
-import dlabel_lab as dl
-from dlabel_lab.loop import train_initial
-from dlabel_lab.serving.endpoints import deploy_version
-from dlabel_lab.store import PayloadStore
+from dlabel_lab.evaluation import compare
+from dlabel_lab.loop import retrain as real_retrain
 from dlabel_lab.train.transforms import Evidence, TransformationParams
 from dlabel_lab.widgets import AttributionViewer, DatasetBrowser, RetrainPanel, ScoringWidget
-
-PNG = b"\x89PNG"
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    return dl.read_manifest(dl.make_shape_clips(tmp_path_factory.mktemp("clips"), 9, frames=8, size=32, seed=0))
-
-
-@pytest.fixture
-def loop(tmp_path, clips):
-    """A fresh store with a tiny trained v1 deployed behind the endpoints."""
-    store = PayloadStore(tmp_path / "store")
-    manifest = dl.make_shape_clips(tmp_path / "train", 6, frames=8, size=32, seed=1)
-    v1 = train_initial(store, manifest, name="shapes", classes=["circle", "square", "triangle"],
-                       spec=dl.ClipSpec(frames=4, size=32), epochs=1, progress=False)
-    ingest = deploy_version(store, v1.version)
-    yield store, ingest, v1.version
-    store.close()
-
-
-def _png(image) -> bool:
-    return bytes(image.value).startswith(PNG)
-
-
-def _score_all(ingest, clips):
-    return ingest.score_many([c["path"] for c in clips], [c["label"] for c in clips], progress=False)
-
-
-def _latest(store, sid):
-    return store.matched(scoring_ids=[sid]).df()["user_label"].iloc[0]
+from dlabel_lab.widgets._common import png_size
+from dlabel_lab.widgets.browser import ANY
+from dlabel_lab.widgets.retrain import draw_learning_curves
 
 
 def test_scoring_widget_scores_skips_and_undoes(loop, clips):
     store, ingest, version = loop
     w = ScoringWidget(ingest, clips[:4])
     assert list(w.buttons) == ingest.classes
-    assert _png(w.frame) and _png(w.filmstrip)
+    assert [b.description for b in w.buttons.values()] == ["1 circle", "2 square", "3 triangle"]
+    assert bytes(w.frame.value).startswith(PNG) and w.frame.layout.display is None and shown_png(w.filmstrip)
     assert w.slider.max == w.play.max == 15
     w.slider.value = 3
     assert bytes(w.frame.value) == w._frames[3]
@@ -59,12 +32,13 @@ def test_scoring_widget_scores_skips_and_undoes(loop, clips):
 
     w.buttons[clips[0]["label"]].click()
     assert w.position == 1 and len(w.results) == 1 and w.progress.value == 1
+    assert w.progress.max == 4 and "1 of 4" in w.progress_text.value
     first = w.results[0]
-    assert _latest(store, first.scoring_id) == clips[0]["label"]
+    assert latest(store, first.scoring_id) == clips[0]["label"]
     assert f"predicted {first.predicted_label}" in w.answer.value
 
     w.skip_button.click()
-    assert w.position == 2 and w.skipped == [1]
+    assert w.position == 2 and w.skipped == [1] and "2 of 4 (1 scored, 1 skipped)" in w.progress_text.value
     assert len(store.matched().df()) == 1
 
     w.buttons[clips[2]["label"]].click()
@@ -78,7 +52,7 @@ def test_scoring_widget_scores_skips_and_undoes(loop, clips):
     history = store.score_history(sid)
     assert history["label"].tolist() == [clips[2]["label"], other]
     assert history["source"].tolist() == ["human", "human-correction"]
-    assert _latest(store, sid) == other
+    assert latest(store, sid) == other
     assert len(w.results) == 2 and w.results[1].label == other
     assert len(store.matched().df()) == 2  # corrected, not re-ingested
 
@@ -90,26 +64,32 @@ def test_scoring_widget_scores_skips_and_undoes(loop, clips):
     w.buttons[clips[3]["label"]].click()
     assert w.position == 4 and len(w.results) == 4 and w.skipped == []
     assert all(b.disabled for b in w.buttons.values()) and "all 4 clips done" in w.header.value
-    assert len(store.matched().df()) == 4 and _latest(store, sid) == other
+    assert "4 of 4" in w.progress_text.value and hidden(w.filmstrip) and w.frame.layout.display == "none"
+    assert len(store.matched().df()) == 4 and latest(store, sid) == other
     assert w.errors == []
 
 
 def test_dataset_browser_filters_through_matched(loop, clips):
     store, ingest, version = loop
-    results = _score_all(ingest, clips)
+    results = score_all(ingest, clips)
     store.log_clip_tags(version, [{"scoring_id": r.scoring_id, "tag": "dark", "score": 0.9} for r in results[:3]])
     b = DatasetBrowser(store, max_rows=5)
     assert b.filters() == {"model_version": version}
+    # every menu and toggle shows a choice (a value of None would show as blank)
+    shown = {name: getattr(b, name).label for name in ("version", "label", "prediction", "tag", "source", "correct")}
+    assert shown == {"version": version, "label": "any", "prediction": "any", "tag": "any", "source": "any",
+                     "correct": "all"}
+    assert hidden(b.filmstrip)  # nothing selected yet: no broken-image icon
     assert len(b.records) == len(clips) and f"{len(clips)} rows" in b.count.value
     assert len(b.select.options) == 5 and b.table.value.count("<tr") == 5 + 1
-    assert "accuracy" in b.metrics.value and _png(b.confusion)
+    assert "accuracy" in b.metrics.value and shown_png(b.confusion)
 
     cases = [
         ("correct", False, dict(correct=False)),
-        ("correct", None, {}),
+        ("correct", ANY, {}),
         ("label", "circle", dict(label="circle")),
         ("confidence", (0.3, 0.9), dict(label="circle", min_confidence=0.3, max_confidence=0.9)),
-        ("label", None, dict(min_confidence=0.3, max_confidence=0.9)),
+        ("label", ANY, dict(min_confidence=0.3, max_confidence=0.9)),
         ("confidence", (0.0, 1.0), {}),
         ("tag", "dark", dict(tags=["dark"])),
         ("prediction", results[0].predicted_label, dict(tags=["dark"], prediction=results[0].predicted_label)),
@@ -121,9 +101,9 @@ def test_dataset_browser_filters_through_matched(loop, clips):
         assert sorted(b.records["scoring_id"]) == sorted(want["scoring_id"]), name
         assert f"{len(want)} rows" in b.count.value
 
-    b.tag.value = b.prediction.value = None
+    b.tag.value = b.prediction.value = b.ANY
     b.select.value = b.select.options[0][1]
-    assert _png(b.filmstrip) and "score history" in b.details.value
+    assert shown_png(b.filmstrip) and "score history" in b.details.value
 
     orphan = store.new_scoring_id()
     store.log_score(orphan, "circle")  # a score without a clip: unmatched
@@ -177,10 +157,14 @@ def test_attribution_viewer_accepts_and_rejects_parameters():
     v = AttributionViewer(_analysis(), params)
     assert set(v.toggles) == {"brightness", "scale", "class_weights"}  # blur has evidence but no value
     assert [i for _, i in v.clip.options] == [1, 2, 0]  # wrong predictions first
-    assert _png(v.overlay) and _png(v.frame_bars)
+    assert shown_png(v.overlay) and shown_png(v.frame_bars)
+    # the per-frame chart has its figure's own size, whatever the tables beside it measure
+    assert png_size(bytes(v.frame_bars.value)) == (360, 234)  # 4.0 x 2.6 in at 90 dpi
+    assert v.frame_bars.layout.align_self == "flex-start" and v.frame_bars.layout.object_fit == "contain"
+    assert png_size(bytes(v.overlay.value)) == (612, 180)  # four frames of 1.7 x 2.0 in
     assert "dark" in v.clip_info.value
     v.clip.value = 0
-    assert "dark" not in v.clip_info.value
+    assert "dark" not in v.clip_info.value and png_size(bytes(v.frame_bars.value)) == (360, 234)
     assert v.accepted_params() == params
 
     v.toggles["brightness"].value = False
@@ -196,10 +180,10 @@ def test_attribution_viewer_accepts_and_rejects_parameters():
 
 def test_retrain_panel_trains_a_new_version_live(loop, clips):
     store, ingest, version = loop
-    _score_all(ingest, clips)
+    score_all(ingest, clips)
     params = TransformationParams(brightness=(0.8, 1.2), p=1.0)
     panel = RetrainPanel(store, version, params=params)
-    assert "brightness" in panel.params_view.value
+    assert "brightness" in panel.params_view.value and hidden(panel.plot)  # no curves yet, no broken image
     panel.epochs.value = 1
     panel.retrain_button.click()
     assert panel.errors == []
@@ -208,7 +192,55 @@ def test_retrain_panel_trains_a_new_version_live(loop, clips):
     assert child.version in versions.index and versions.loc[child.version, "parent"] == version
     assert panel.progress.max == 1 and panel.progress.value == 1
     assert len(panel.callback.history) == 1 and "val_loss" in panel.callback.history[0]
-    assert _png(panel.plot)
+    assert shown_png(panel.plot)
     assert "accuracy" in panel.comparison.value and child.version in panel.comparison.value
     assert panel.lineage["chain"] == [child.version, version] and "chain" in panel.lineage_view.value
-    assert panel.version.value == child.version and not panel.retrain_button.disabled
+    assert set(panel.version.options) == {version, child.version} and not panel.retrain_button.disabled
+
+
+def _forced(accuracy_before, accuracy_after):
+    """``retrain`` as the panel calls it, with the held-out accuracies of parent and child forced."""
+    def fake(*args, **kwargs):
+        v = real_retrain(*args, **kwargs)
+        before = dataclasses.replace(v.parent_evaluation, accuracy=accuracy_before)
+        after = dataclasses.replace(v.evaluation, accuracy=accuracy_after)
+        return dataclasses.replace(v, parent_evaluation=before, evaluation=after, comparison=compare(before, after))
+    return fake
+
+
+@pytest.mark.parametrize(("before", "after", "kept"), [(0.429, 0.286, "parent"), (0.286, 0.429, "child")])
+def test_retrain_panel_keeps_the_better_version_selected(loop, clips, monkeypatch, before, after, kept):
+    store, ingest, version = loop
+    score_all(ingest, clips)
+    monkeypatch.setattr("dlabel_lab.widgets.retrain.retrain", _forced(before, after))
+    panel = RetrainPanel(store, version, epochs=1)
+    panel.retrain_button.click()
+    child = panel.last_version
+    assert panel.errors == [] and child.improved is (after > before)
+    shown = panel.comparison.value
+    assert f"{version} (parent)" in shown and f"{child.version} (new)" in shown  # the table: parent vs new
+    n = len(child.holdout_ids)
+    if kept == "parent":
+        assert panel.version.value == version
+        assert (f"{child.version} (0.286) is worse than its parent {version} (0.429) on the same {n} held-out "
+                "clips") in shown
+        assert f"stays on {version}" in shown
+        panel.version.value = child.version  # the user can still choose the new one
+        assert panel.version.value == child.version
+    else:
+        assert panel.version.value == child.version
+        assert f"is better than its parent {version} (0.286)" in shown and f"moves to {child.version}" in shown
+
+
+def test_learning_curves_have_whole_epochs_and_a_legend_off_the_data():
+    history = pd.DataFrame({"epoch": [0, 1], "train_loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "val_acc": [0.3, 0.6]})
+    fig = draw_learning_curves(history)
+    ax = fig.axes[0]
+    fig.draw_without_rendering()
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert ticks == [0.0, 1.0]  # no half epochs
+    assert ax.get_legend() is None and len(fig.legends) == 1
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["train_loss", "val_loss", "val_acc"]
+    assert legend.get_frame_on() and not legend.get_window_extent().overlaps(ax.get_window_extent())
