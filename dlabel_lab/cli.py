@@ -1,6 +1,7 @@
 """The ``dlabel-lab`` command.
 
 Example:
+    $ dlabel-lab train runs/mine data/shapes/train/labels.csv --name shapes --epochs 20
     $ dlabel-lab demo --store runs/demo
     $ dlabel-lab ingest runs/demo data/shapes/operational/labels.csv
     $ dlabel-lab retrain runs/demo --loop 2
@@ -68,7 +69,7 @@ def _cmd_ingest(args) -> int:
     from .store.payload_store import PayloadStore
 
     with PayloadStore(args.store) as store:
-        version = args.version or _newest(store)
+        version = args.model_version or _newest(store)
         ingest = deploy_version(store, version)
         params = {"manifest": str(manifest.resolve()), "model_version": version, "rows": total,
                   "skip_bad": bool(args.skip_bad), "labels": not args.no_labels}
@@ -141,6 +142,37 @@ def _ingest_result(results: list, skipped: list[dict], limit: int = 1000) -> dic
             "skipped_total": len(skipped)}
 
 
+def _cmd_train(args) -> int:
+    from .media.samples import read_manifest
+    from .media.video import ClipSpec
+    from .store.payload_store import PayloadStore
+    from .train.training import train_initial
+
+    # The manifest and the options are checked before the store is opened (opening creates its folder).
+    rows = read_manifest(args.manifest)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    found = sorted({r["label"] for r in rows})
+    if classes is not None:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise ConfigError(f"the manifest has labels {unknown} that are not among --classes {classes}; "
+                              "add them to --classes or fix the manifest")
+    if len(classes or found) < 2:
+        raise ConfigError(f"a classifier needs at least two classes; the manifest has {found}. Label clips of "
+                          "at least two classes first.")
+    spec = ClipSpec(frames=args.frames, size=args.size)
+    with PayloadStore(args.store) as store:
+        v = train_initial(store, args.manifest, name=args.name, classes=classes, backbone=args.backbone, spec=spec,
+                          epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                          progress=not args.no_progress)
+        final = v.history.iloc[-1].to_dict() if len(v.history) else {}
+    shown = ", ".join(f"{k} {float(val):.3f}" for k, val in final.items() if k != "epoch" and isinstance(val, float))
+    print(f"{v.version}: {len(rows)} clips, {args.epochs} epochs{'; ' + shown if shown else ''}")
+    print(f"checkpoint: {v.checkpoint_path}")
+    print(f"next: dlabel-lab ingest {args.store} NEW_CLIPS/labels.csv --model-version {v.version}")
+    return 0
+
+
 def _cmd_retrain(args) -> int:
     from .loop import retrain, run_loop
     from .store.payload_store import PayloadStore
@@ -184,7 +216,7 @@ def _cmd_suggest(args) -> int:
 
     _require_store(args.store)
     with PayloadStore(args.store) as store:
-        version = args.version or _newest(store)
+        version = args.model_version or _newest(store)
         queue = suggest(store, version, args.budget, strategy=args.strategy, seed=args.seed)
         table = queue.table
         _show_or_export(table, args.out, ["rank", "scoring_id", "score", "predicted_label", "confidence", "reason"],
@@ -203,7 +235,7 @@ def _cmd_estimate(args) -> int:
 
     _require_store(args.store)
     with PayloadStore(args.store) as store:
-        version = args.version or _newest(store)
+        version = args.model_version or _newest(store)
         got = estimate_accuracy(store, version, budget=args.budget, sampler=args.sampler, method=args.method,
                                 oracle=args.oracle, seed=args.seed)
         if not got.ready:
@@ -290,69 +322,107 @@ def whole_number(minimum: int):
     return parse
 
 
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has one and the text does not already say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _model_version_option(parser, help_text: str) -> None:
+    """``--model-version`` (``--version`` still accepted, hidden: it read like the program's version)."""
+    parser.add_argument("--model-version", dest="model_version", metavar="VERSION", help=help_text)
+    parser.add_argument("--version", dest="model_version", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlabel-lab", description="The data-labelling loop for video models.")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("samples", help="write the sample clips (shapes, drifted shapes, digits)")
-    s.add_argument("root", nargs="?", default="data")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = {"formatter_class": _HelpWithDefaults}
+    s = sub.add_parser("samples", help="write the sample clips (shapes, drifted shapes, digits)", **fmt)
+    s.add_argument("root", nargs="?", default="data", help="folder to write the sample clips and manifests into")
     s.set_defaults(func=_cmd_samples)
-    r = sub.add_parser("read", help="read the clips of a manifest and report them")
-    r.add_argument("manifest")
-    r.add_argument("--frames", type=whole_number(1), default=8)
-    r.add_argument("--size", type=whole_number(8), default=112)
-    r.add_argument("--limit", type=whole_number(1), default=12)
+    r = sub.add_parser("read", help="read the clips of a manifest and report them", **fmt)
+    r.add_argument("manifest", help="a labels.csv manifest (or its folder)")
+    r.add_argument("--frames", type=whole_number(1), default=8, help="frames sampled per clip")
+    r.add_argument("--size", type=whole_number(8), default=112, help="frame size in pixels")
+    r.add_argument("--limit", type=whole_number(1), default=12, help="clips to report")
     r.set_defaults(func=_cmd_read)
-    i = sub.add_parser("ingest", help="score a manifest's clips (with their labels as user scores) into a store")
-    i.add_argument("store")
-    i.add_argument("manifest")
-    i.add_argument("--version", help="model version to serve (default: the newest)")
+    n = sub.add_parser("train", help="train a first model version on your own labelled clips", **fmt,
+                       description="Train v1 of a model on a labelled manifest (columns path, label) and register "
+                                   "it in a store (created if missing), ready to serve with `ingest`.")
+    n.add_argument("store", help="payload store folder (created if missing)")
+    n.add_argument("manifest", help="a labels.csv manifest (columns path, label; or its folder)")
+    n.add_argument("--name", default="model", help="registry name: versions are NAME-v1, NAME-v2, ...")
+    n.add_argument("--classes", help="comma-separated class names (default: the manifest's labels, sorted)")
+    n.add_argument("--backbone", default="tiny3d", help="backbone of the classifier (see dlabel_lab.BACKBONES)")
+    n.add_argument("--frames", type=whole_number(1), default=8, help="frames the model reads per clip")
+    n.add_argument("--size", type=whole_number(8), default=64, help="frame size the model reads, in pixels")
+    n.add_argument("--epochs", type=whole_number(1), default=8, help="training epochs")
+    n.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    n.add_argument("--batch-size", type=whole_number(1), default=8, help="clips per batch")
+    n.add_argument("--seed", type=int, default=0, help="seed of everything")
+    n.add_argument("--no-progress", action="store_true", help="no progress bar")
+    n.set_defaults(func=_cmd_train)
+    i = sub.add_parser("ingest", help="score a manifest's clips (with their labels as user scores) into a store",
+                       **fmt)
+    i.add_argument("store", help="payload store folder (holding a model version)")
+    i.add_argument("manifest", help="a labels.csv manifest of the clips to score (or its folder)")
+    _model_version_option(i, "model version to serve (default: the newest)")
     i.add_argument("--no-labels", action="store_true", help="do not forward the manifest labels as user scores")
     i.add_argument("--skip-bad", action="store_true",
                    help="skip bad manifest rows and unreadable clips (each is printed and logged) instead of stopping")
     i.add_argument("--root", help="folder the manifest's clip paths must stay inside (default: the manifest's folder)")
-    i.add_argument("--no-progress", action="store_true")
+    i.add_argument("--no-progress", action="store_true", help="no progress bar")
     i.set_defaults(func=_cmd_ingest)
-    t = sub.add_parser("retrain", help="retrain the newest (or a given) version on the store's labelled clips")
-    t.add_argument("store")
-    t.add_argument("--from", dest="from_version")
-    t.add_argument("--epochs", type=whole_number(1), default=15)
-    t.add_argument("--seed", type=int, default=0)
+    t = sub.add_parser("retrain", help="retrain the newest (or a given) version on the store's labelled clips", **fmt)
+    t.add_argument("store", help="payload store folder")
+    t.add_argument("--from", dest="from_version", metavar="VERSION", help="parent version (default: the newest)")
+    t.add_argument("--epochs", type=whole_number(1), default=15, help="training epochs")
+    t.add_argument("--seed", type=int, default=0, help="seed of everything")
     t.add_argument("--loop", type=whole_number(0), default=0, metavar="N",
-                   help="run N attribution-loop iterations instead")
-    t.add_argument("--no-progress", action="store_true")
+                   help="run N iterations of evaluate -> attribute -> derive -> retrain instead of one retrain")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_retrain)
-    e = sub.add_parser("export", help="export the matched data set as Hive-partitioned Parquet")
-    e.add_argument("store")
-    e.add_argument("out")
+    e = sub.add_parser("export", help="export the matched data set as Hive-partitioned Parquet", **fmt)
+    e.add_argument("store", help="payload store folder")
+    e.add_argument("out", help="folder to write the Parquet data set into")
     e.set_defaults(func=_cmd_export)
-    q = sub.add_parser("suggest", help="which unlabelled clips people should label next (active learning)")
-    q.add_argument("store")
-    q.add_argument("--budget", type=whole_number(1), default=20)
+    q = sub.add_parser("suggest", help="which unlabelled clips people should label next (active learning)", **fmt)
+    q.add_argument("store", help="payload store folder")
+    q.add_argument("--budget", type=whole_number(1), default=20, help="clips to suggest")
     q.add_argument("--strategy", default="margin",
                    choices=["margin", "entropy", "least_confidence", "bald", "coreset", "typiclust", "cluster_margin",
-                            "balanced_random", "random"])
-    q.add_argument("--version", help="model version whose outputs are used (default: the newest)")
-    q.add_argument("--seed", type=int, default=0)
+                            "balanced_random", "random"], help="query strategy")
+    _model_version_option(q, "model version whose outputs are used (default: the newest)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the strategy's random choices")
     q.add_argument("--out", help="write the queue as CSV instead of printing it")
     q.set_defaults(func=_cmd_suggest)
-    s = sub.add_parser("estimate", help="the deployed model's accuracy with an interval from a few sampled labels")
-    s.add_argument("store")
+    s = sub.add_parser("estimate", help="the deployed model's accuracy with an interval from a few sampled labels",
+                       **fmt)
+    s.add_argument("store", help="payload store folder")
     s.add_argument("--budget", type=whole_number(2), default=100, help="clips to sample (draws)")
-    s.add_argument("--sampler", default="srs", choices=["srs", "stratified", "failure-seeking"])
+    s.add_argument("--sampler", default="srs", choices=["srs", "stratified", "failure-seeking"],
+                   help="how the clips to label are drawn")
     s.add_argument("--method", default=None, choices=["srs", "ppi", "stratified", "weighted"],
                    help="estimator (default: the sampler's first; ppi or srs with srs)")
     s.add_argument("--oracle", default="confidence",
-                   choices=["confidence", "lineage_agreement", "tta_agreement", "mc_agreement"])
-    s.add_argument("--version", help="model version to estimate (default: the newest)")
-    s.add_argument("--seed", type=int, default=0)
+                   choices=["confidence", "lineage_agreement", "tta_agreement", "mc_agreement"],
+                   help="pseudo-oracle that guides stratified and failure-seeking draws")
+    _model_version_option(s, "model version to estimate (default: the newest)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the draws")
     s.add_argument("--out", help="write the clips to label as CSV instead of printing them")
     s.set_defaults(func=_cmd_estimate)
-    v = sub.add_parser("versions", help="list model versions (and one version's lineage)")
-    v.add_argument("store")
-    v.add_argument("--lineage", metavar="VERSION")
+    v = sub.add_parser("versions", help="list model versions (and one version's lineage)", **fmt)
+    v.add_argument("store", help="payload store folder")
+    v.add_argument("--lineage", metavar="VERSION", help="also show this version's lineage")
     v.set_defaults(func=_cmd_versions)
-    c = sub.add_parser("verify", help="re-hash media files and checkpoints; exit 1 when any is missing or altered")
-    c.add_argument("store")
+    c = sub.add_parser("verify", help="re-hash media files and checkpoints; exit 1 when any is missing or altered",
+                       **fmt)
+    c.add_argument("store", help="payload store folder")
     c.set_defaults(func=_cmd_verify)
     from .demo import add_demo_parser
 

@@ -33,7 +33,7 @@ def test_versions_ingest_retrain_export(demo_store, tmp_path, capsys):
     manifest = dl.make_shape_clips(tmp_path / "more", 3, seed=9, frames=8, size=64)
     with dl.PayloadStore(demo_store, read_only=True) as store:
         before = len(store.matched(model_version="shapes-v1").df())
-    assert main(["ingest", str(demo_store), str(manifest), "--version", "shapes-v1", "--no-progress"]) == 0
+    assert main(["ingest", str(demo_store), str(manifest), "--model-version", "shapes-v1", "--no-progress"]) == 0
     assert "scored 3 of 3 clips with shapes-v1" in capsys.readouterr().out
     with dl.PayloadStore(demo_store, read_only=True) as store:
         assert len(store.matched(model_version="shapes-v1").df()) == before + 3
@@ -52,3 +52,39 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["read", str(tmp_path / "missing.csv")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dlabel-lab: ConfigError:") and "does not exist" in err
+
+
+def test_train_a_first_model_from_the_users_own_clips(tmp_path, capsys):
+    manifest = dl.make_shape_clips(tmp_path / "mine", 6, seed=3, frames=8, size=32)
+    store = tmp_path / "store"
+    assert main(["train", str(store), str(manifest), "--name", "mine", "--epochs", "1", "--frames", "4",
+                 "--size", "32", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mine-v1: 6 clips, 1 epochs") and "--model-version mine-v1" in out
+    with dl.PayloadStore(store, read_only=True) as s:
+        assert s.model_versions()["model_version"].tolist() == ["mine-v1"]
+    # the next step it prints works: ingest with that version (old spelling --version still accepted)
+    more = dl.make_shape_clips(tmp_path / "more", 2, seed=4, frames=8, size=32)
+    assert main(["ingest", str(store), str(more), "--version", "mine-v1", "--no-progress"]) == 0
+    assert "scored 2 of 2 clips with mine-v1" in capsys.readouterr().out
+
+
+def test_train_refuses_bad_input_before_creating_a_store(tmp_path, capsys):
+    store = tmp_path / "store"
+    assert main(["train", str(store), str(tmp_path / "missing.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    manifest = dl.make_shape_clips(tmp_path / "mine", 3, seed=3, frames=8, size=32)
+    assert main(["train", str(store), str(manifest), "--classes", "circle,square"]) == 2
+    assert "not among --classes" in capsys.readouterr().err
+    assert not store.exists()
+
+
+def test_help_describes_positionals_and_shows_defaults(capsys):
+    for command, expected in (("train", ["payload store folder", "(default: 8)"]),
+                              ("ingest", ["a labels.csv manifest", "--model-version VERSION"]),
+                              ("retrain", ["payload store folder", "(default: 15)"])):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert all(e in text for e in expected), (command, text)
+        assert "(default: None)" not in text and "(default: False)" not in text
