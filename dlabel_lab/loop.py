@@ -97,7 +97,7 @@ def retrain(
     batch_size: int = 8,
     holdout: float = 0.3,
     seed: int = 0,
-    params: TransformationParams | None = None,
+    params: TransformationParams | str | None = None,
     dataset_version: str | None = None,
     slices: Sequence[str] | None = None,
     include_lab_data: bool = True,
@@ -134,7 +134,9 @@ def retrain(
         params: Transformation parameters: augmentation (applied to the lab
             clips they were derived against when ``include_lab_data`` finds
             them, else to the store's clips), crop/window/stride (through the
-            clip spec, which the child's endpoint then uses) and class weights.
+            clip spec, which the child's endpoint then uses) and class weights;
+            or the id of a params version in the store (``store.save_params``,
+            e.g. a review saved by the ``AttributionViewer``), recorded as ``params_version``.
         dataset_version: Train on this snapshot instead of a new one.
         slices: Columns to evaluate per slice as well.
         include_lab_data: Also train on the lab clips the lineage's root was
@@ -169,13 +171,16 @@ def retrain(
         if versions.empty:
             raise ConfigError("the store has no model version to retrain; train one with train_initial first")
         from_version = str(versions.iloc[-1]["model_version"])
+    params_version = params if isinstance(params, str) else None
+    if params_version is not None:
+        params = TransformationParams.from_dict(store.get_params(params_version))
     run_params = {
         "from_version": from_version, "epochs": epochs, "lr": lr, "batch_size": batch_size, "holdout": holdout,
         "seed": seed, "include_lab_data": include_lab_data, "params": None if params is None else params.to_dict(),
         "filters": {k: str(v) for k, v in matched_filters.items()}, "generic": generic, "patience": patience,
         "schedule": schedule, "select_best": select_best, "candidate": candidate,
         "split_seed": seed if split_seed is None else split_seed,
-        "source_weights": _check_source_weights(source_weights),
+        "source_weights": _check_source_weights(source_weights), "params_version": params_version,
     }
     generic_variant = ("affine" if generic else None) if isinstance(generic, bool) else generic
     if generic_variant is not None and generic_variant not in GENERIC_VARIANTS:

@@ -1,4 +1,4 @@
-"""Explanations: Captum attributions, neuron functions, sensitivity sweeps, derived transformation parameters.
+"""Explanations: Captum attributions, neuron functions, sensitivity sweeps, derived and reviewed parameters.
 
 Names load on first use (see :mod:`dlabel_lab.lazy`).
 """
@@ -25,9 +25,14 @@ _EXPORTS = {
     "analyse": ".derive",
     "derive_transformation_params": ".derive",
     "FACTOR_COLUMNS": ".derive",
+    "candidate_value": ".review",
+    "load_params": ".review",
+    "params_review": ".review",
+    "review_params": ".review",
+    "save_reviewed_params": ".review",
 }
 
-_SUBMODULES = ("attribution", "neurons", "sensitivity", "derive")
+_SUBMODULES = ("attribution", "neurons", "sensitivity", "derive", "review")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

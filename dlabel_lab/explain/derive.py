@@ -40,6 +40,7 @@ from ..train.datasets import lineage_training_rows
 from ..train.transforms import Evidence, TransformationParams
 from .attribution import activations, frame_attribution, layer_map, neuron_attributions
 from .neurons import attribution_geometry, compare_groups, neuron_functions, tag_clips
+from .review import candidate_quantiles
 from .sensitivity import IDENTITY, _apply_axis, quantile_axes, sensitivity_sweep  # noqa: F401 - re-exported
 
 __all__ = ["Analysis", "analyse", "derive_transformation_params", "sensitivity_sweep", "FACTOR_COLUMNS"]
@@ -285,6 +286,12 @@ def _q(values: pd.Series) -> dict[str, float]:
     return {"q05": float(np.quantile(v, 0.05)), "q50": float(np.quantile(v, 0.5)), "q95": float(np.quantile(v, 0.95))}
 
 
+def _candidate(value) -> dict[str, float]:
+    """The candidate value in the evidence (see :func:`~dlabel_lab.explain.review.candidate_quantiles`), when finite."""
+    q = candidate_quantiles(value)
+    return q if all(np.isfinite(v) for v in q.values()) else {}
+
+
 def _effect(implicated: pd.DataFrame, feature: str) -> tuple[float | None, float | None]:
     if implicated is None or not len(implicated) or feature not in set(implicated["feature"]):
         return None, None
@@ -347,6 +354,8 @@ def derive_transformation_params(
     marks each range supported (the model loses at least ``fragile_drop``
     accuracy inside it) or not; unsupported ranges are kept in the evidence
     with ``supported=False`` so they can be reviewed, not silently dropped.
+    Each evidence records its candidate value (``candidate_*`` quantiles),
+    which a reviewer who accepts it applies (see :mod:`dlabel_lab.explain.review`).
 
     Args:
         store: The payload store.
@@ -433,7 +442,8 @@ def derive_transformation_params(
                 f"{qr['q50']:.3g}; range {lo:.3g}-{hi:.3g}")
         if not (shifted or implicated):
             note += "; within the reference range and not implicated: no augmentation"
-        quantiles = {**{f"ops_{k}": v for k, v in qo.items()}, **{f"ref_{k}": v for k, v in qr.items()}}
+        quantiles = {**{f"ops_{k}": v for k, v in qo.items()}, **{f"ref_{k}": v for k, v in qr.items()},
+                     **_candidate((round(lo, 4), round(hi, 4)))}  # what accepting it in a review applies
         if sweep is not None and pl["axis"] in set(sweep["axis"]):
             s_ax = sweep[sweep["axis"] == pl["axis"]]
             quantiles.update({f"sweep_acc@{v:.3g}": float(acc) for v, acc in zip(s_ax["value"], s_ax["accuracy"],
@@ -563,7 +573,8 @@ def _derive_motion(store, a: Analysis, model_version: str, values: dict, evidenc
     ratio = qo["q50"] / m1
     lo, hi = min(1.0, speed_of(qo["q05"])), max(1.0, speed_of(qo["q95"]))
     quantiles = {**{f"ops_{k}": v for k, v in qo.items()}, "ref_motion@1": m1,
-                 **{f"motion@{v:.3g}": float(m) for v, m in zip(speeds, curve, strict=True)}}
+                 **{f"motion@{v:.3g}": float(m) for v, m in zip(speeds, curve, strict=True)},
+                 **_candidate((round(lo, 4), round(hi, 4)))}
     if "accuracy" in sweep:
         quantiles.update({f"sweep_acc@{v:.3g}": float(acc) for v, acc in zip(speeds, sweep["accuracy"], strict=True)})
     note = (f"operational motion q05-q95 {qo['q05']:.3g}-{qo['q95']:.3g} (median {ratio:.2f}x the reference clips'); "
@@ -612,7 +623,9 @@ def _derive_crop(a: Analysis, values: dict, evidence: dict) -> None:
     if not np.isfinite([top, left, bottom, right]).all():
         return
     area = (bottom - top) * (right - left)
-    q = {"top": float(top), "left": float(left), "bottom": float(bottom), "right": float(right), "area": float(area)}
+    q = {"top": float(top), "left": float(left), "bottom": float(bottom), "right": float(right), "area": float(area),
+         **_candidate((round(float(top), 4), round(float(left), 4), round(float(bottom - top), 4),
+                       round(float(right - left), 4)))}
     if area < 0.6:
         values["crop"] = (round(float(top), 4), round(float(left), 4), round(float(bottom - top), 4),
                           round(float(right - left), 4))
@@ -637,7 +650,8 @@ def _derive_window(a: Analysis, values: dict, evidence: dict) -> None:
             best = (j, j + length)
             break
     frac = (best[1] - best[0]) / t
-    q = {f"frame_{i}": float(v) for i, v in enumerate(prof)}
+    q = {**{f"frame_{i}": float(v) for i, v in enumerate(prof)},
+         **_candidate((round(best[0] / t, 4), round(best[1] / t, 4)))}
     if frac <= 0.75:
         values["frame_window"] = (round(best[0] / t, 4), round(best[1] / t, 4))
         evidence["frame_window"] = Evidence(source="attribution", factor="time", quantiles=q, supported=True,
@@ -669,7 +683,7 @@ def _derive_class_weights(a: Analysis, values: dict, evidence: dict) -> None:
         weights = {c: round(float(np.clip(v / mean, 0.25, 4.0)), 4) for c, v in raw.items()}
         spread = max(weights.values()) / max(min(weights.values()), 1e-6)
         q = {**{f"recall_{c}": r for c, r in recalls.items()}, **{f"ops_share_{c}": float(ops_share.get(c, 0.0))
-                                                                  for c in recalls}}
+                                                                  for c in recalls}, **_candidate(weights)}
         note = (f"{shares.index[0]!r} is predicted for {shares.iloc[0]:.0%} of clips: a global failure, not a "
                 "per-class one, so recall says nothing; weights follow the labelled operational class shares "
                 "over the reference shares")
@@ -684,7 +698,8 @@ def _derive_class_weights(a: Analysis, values: dict, evidence: dict) -> None:
     mean = float(np.mean(list(raw.values())))
     weights = {c: round(float(np.clip(v / mean, 0.5, 2.0)), 4) for c, v in raw.items()}
     spread = max(weights.values()) / min(weights.values())
-    ev = Evidence(source="per-class-error", factor="class", quantiles={f"recall_{c}": r for c, r in recalls.items()},
+    ev = Evidence(source="per-class-error", factor="class",
+                  quantiles={**{f"recall_{c}": r for c, r in recalls.items()}, **_candidate(weights)},
                   effect_size=float(max(recalls.values()) - min(recalls.values())), supported=spread >= 1.25,
                   note="weights from per-class recall on the operational clips")
     evidence["class_weights"] = ev

@@ -20,10 +20,11 @@ Example:
 
 from __future__ import annotations
 
+import getpass
 import html
 import io
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import cv2
@@ -36,7 +37,7 @@ from ..errors import DLabelError, StoreError
 
 __all__ = [
     "BLANK_PNG", "new_figure", "figure_png", "frame_png", "png_size", "chart_image", "show_png", "table_html",
-    "text_html", "store_is_closed", "switch_off", "run_shown", "handler",
+    "text_html", "store_is_closed", "switch_off", "run_shown", "handler", "short_ids", "default_author",
 ]
 
 
@@ -243,3 +244,34 @@ def handler(view: Any, action: Callable, *args: Any) -> Callable[..., None]:
         run_shown(view, action, *args)
 
     return on_event
+
+
+def short_ids(ids: Iterable[str], *, min_len: int = 6) -> dict[str, str]:
+    """Each id's shortest tail (at least ``min_len`` characters) that no other id shares, as ``"…tail"``.
+
+    Scoring ids are time-ordered UUIDs: ids made in the same minute share
+    their first characters, so a head would not tell them apart; the tail is
+    the random part.
+
+    Example:
+        >>> short_ids(["0190-aaaa-1234", "0190-aaaa-5234"], min_len=3)
+        {'0190-aaaa-1234': '…1234', '0190-aaaa-5234': '…5234'}
+    """
+    distinct = list(dict.fromkeys(str(i) for i in ids))
+    n = min_len
+    while n < max((len(i) for i in distinct), default=0) and len({i[-n:] for i in distinct}) < len(distinct):
+        n += 1
+    return {i: ("…" + i[-n:] if len(i) > n else i) for i in distinct}
+
+
+def default_author() -> str:
+    """Who is labelling by default: the operating system's user name (``"unknown"`` when it has none).
+
+    Example:
+        >>> isinstance(default_author(), str)
+        True
+    """
+    try:
+        return getpass.getuser() or "unknown"
+    except (KeyError, OSError):  # no user name in the environment nor in the password database
+        return "unknown"

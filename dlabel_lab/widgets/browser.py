@@ -1,15 +1,21 @@
-"""``DatasetBrowser``: the comprehensive data set, filtered, with frames and metrics.
+"""``DatasetBrowser``: the comprehensive data set in a data grid, filtered, with frames, metrics and bulk relabelling.
 
-Every filter is a parameter of :meth:`~dlabel_lab.store.PayloadStore.matched`
-(bound values, never a query string): label, prediction, correct or wrong,
-a confidence range, the model version and a neuron tag. Selecting a row shows
-the frames the model saw (rebuilt from the raw clip and its logged record),
-its probabilities and its score history; the metrics tab evaluates the rows
-of the current filter. A filter set to "any" (``ANY``, the empty string: no
-label, version or tag is empty) does not filter.
+Every filter above the grid is a parameter of
+:meth:`~dlabel_lab.store.PayloadStore.matched` (bound values, never a query
+string): label, prediction, correct or wrong, a confidence range, the model
+version, a neuron tag and the label's source. The rows land in an
+ipydatagrid grid (see :mod:`~dlabel_lab.widgets.grid`) whose columns sort and
+filter further from their header menus; one line says which filters are on
+and how many rows match. Selecting rows shows the last one's frames (the
+frames its model saw, rebuilt from the raw clip and its logged record), its
+probabilities and its score history, and "Relabel n selected" gives every
+selected clip the chosen class in one action: one append-only user score per
+clip with its author. The metrics tab evaluates the rows of the current
+filter. A filter set to "any" (``ANY``, the empty string: no label, version
+or tag is empty) does not filter.
 
 Example:
-    >>> browser = DatasetBrowser(store)  # doctest: +SKIP
+    >>> browser = DatasetBrowser(store, author="ana")  # doctest: +SKIP
     >>> browser.correct.value = False  # doctest: +SKIP
     >>> len(browser.records) == len(store.matched(model_version="shapes-v1", correct=False).df())  # doctest: +SKIP
     True
@@ -17,7 +23,9 @@ Example:
 
 from __future__ import annotations
 
+import html
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import ipywidgets as widgets
@@ -27,14 +35,21 @@ from ..errors import ConfigError
 from ..evaluation import evaluate
 from ..media.video import read_clip, spec_from_record
 from ..plots import plot_confusion, plot_filmstrip
-from ._common import chart_image, figure_png, handler, new_figure, show_png, table_html, text_html
+from ._common import chart_image, default_author, figure_png, handler, new_figure, show_png, table_html, text_html
+from .grid import (
+    BULK_SOURCE,
+    grid_filters_text,
+    grid_frame,
+    grid_rows,
+    make_grid,
+    relabel,
+    selected_positions,
+    shown_positions,
+)
 
-__all__ = ["ANY", "DatasetBrowser"]
+__all__ = ["ANY", "DatasetBrowser", "store_filters_text"]
 
 ANY = ""  # the "any"/"all" choice of a filter: a real value, so the menus show it selected
-
-TABLE_COLUMNS = ["scoring_id", "model_version", "user_label", "predicted_label", "confidence", "correct",
-                 "label_source", "tags", "source_name"]
 
 
 def _classes(versions: pd.DataFrame) -> list[str]:
@@ -44,18 +59,46 @@ def _classes(versions: pd.DataFrame) -> list[str]:
     return seen
 
 
+def store_filters_text(filters: dict[str, Any]) -> str:
+    """``store.matched`` filters in words; ``"none"`` without any.
+
+    Example:
+        >>> store_filters_text({"model_version": "shapes-v1", "correct": False, "min_confidence": 0.3})
+        'model version shapes-v1, prediction wrong, confidence ≥ 0.3'
+    """
+    words = {"model_version": "model version", "label": "user label", "prediction": "prediction",
+             "label_source": "label source", "tags": "tag"}
+    parts = []
+    for key, value in filters.items():
+        if key == "correct":
+            parts.append(f"prediction {'right' if value else 'wrong'}")
+        elif key == "min_confidence":
+            parts.append(f"confidence ≥ {value:g}")
+        elif key == "max_confidence":
+            parts.append(f"confidence ≤ {value:g}")
+        else:
+            shown = ", ".join(value) if isinstance(value, list) else value
+            parts.append(f"{words.get(key, key)} {shown}")
+    return ", ".join(parts) or "none"
+
+
 class DatasetBrowser(widgets.VBox):
-    """Browse ``store.matched()`` with filters; see a clip's frames, the unmatched ids and the metrics.
+    """Browse ``store.matched()`` in a sortable, filterable grid; see a clip's frames; relabel rows in bulk.
 
     Args:
         store: The payload store.
-        max_rows: Rows shown in the table and the selection list.
+        max_rows: Most rows put in the grid (the line above it says when there are more).
+        author: Who relabels (default: the operating system's user name); editable in the widget.
+        relabel_source: The ``source`` of the user scores a bulk relabel gives.
 
     Attributes:
-        records: The rows of the current filter (a DataFrame from ``store.matched``).
+        records: The rows of the current filter (a DataFrame from ``store.matched``);
+            row ``i`` of the grid is row ``i`` of ``records``.
         version, label, prediction, correct, confidence, tag, source: The filter
             widgets; ``ANY`` (shown as "any" or "all") does not filter.
-        select: The row list; its value is ``(scoring_id, model_version)``.
+        grid: The ``ipydatagrid.DataGrid`` of the rows; its header menus sort and filter, its rows select.
+        state: The line saying which filters are on, how many rows match and how many are selected.
+        relabel_to, author, relabel_button: The bulk action: the class, who gives it, "Relabel n selected".
         errors: Errors raised by the widget's own controls (also shown in ``output``).
 
     Example:
@@ -64,10 +107,12 @@ class DatasetBrowser(widgets.VBox):
         {'model_version': 'shapes-v1', 'label': 'circle'}
     """
 
-    def __init__(self, store, *, max_rows: int = 50) -> None:
+    def __init__(self, store, *, max_rows: int = 1000, author: str | None = None,
+                 relabel_source: str = BULK_SOURCE) -> None:
         self.store = store
         self.max_rows = max_rows
-        self.records = pd.DataFrame(columns=TABLE_COLUMNS)
+        self.relabel_source = relabel_source
+        self.records = pd.DataFrame()
         self.errors: list[Exception] = []
         self.output = widgets.Output()
         style = {"description_width": "initial"}
@@ -77,12 +122,19 @@ class DatasetBrowser(widgets.VBox):
         self.tag = widgets.Dropdown(description="tag", style=style)
         self.source = widgets.Dropdown(description="label source", style=style)
         self.correct = widgets.ToggleButtons(options=[("all", ANY), ("correct", True), ("wrong", False)], value=ANY,
-                                             description="prediction is", style=style)
+                                             description="prediction is", style={**style, "button_width": "5.5em"})
         self.confidence = widgets.FloatRangeSlider(value=(0.0, 1.0), min=0.0, max=1.0, step=0.01,
                                                    description="confidence", readout_format=".2f", style=style)
-        self.count = widgets.HTML()
-        self.table = widgets.HTML()
-        self.select = widgets.Select(options=[], rows=10, layout=widgets.Layout(width="28em"))
+        self.state = widgets.HTML()
+        self.grid = make_grid(grid_frame(self.records))
+        self.relabel_to = widgets.Dropdown(description="relabel as", style=style)
+        self.author = widgets.Text(value=author or default_author(), description="author", style=style,
+                                   layout=widgets.Layout(width="16em"))
+        self.relabel_button = widgets.Button(description="Relabel 0 selected", icon="tags", disabled=True,
+                                             tooltip="one new user score per selected clip; the history stays",
+                                             layout=widgets.Layout(width="auto"))
+        self.relabel_button.on_click(handler(self, self.relabel_selected))
+        self.relabelled = widgets.HTML()
         self.filmstrip = chart_image()
         self.details = widgets.HTML()
         self.metrics = widgets.HTML()
@@ -95,15 +147,15 @@ class DatasetBrowser(widgets.VBox):
         self.update_options()
         for w in (self.version, self.label, self.prediction, self.tag, self.source, self.correct, self.confidence):
             w.observe(handler(self, self.refresh), names="value")
-        self.select.observe(handler(self, self.show_row), names="value")
+        self.grid.observe(handler(self, self.show_selection), names="selections")
+        self.grid.observe(handler(self, self.show_state), names=["_transforms", "_visible_rows"])
         tabs = widgets.Tab([
-            widgets.HBox([self.select, widgets.VBox([self.filmstrip, self.details])]), self.table,
-            widgets.HBox([self.metrics, self.confusion]), self.unmatched,
-        ], titles=("clips", "table", "metrics", "unmatched"))
+            widgets.VBox([self.filmstrip, self.details]), widgets.HBox([self.metrics, self.confusion]), self.unmatched,
+        ], titles=("selected clip", "metrics", "unmatched"))
         super().__init__([
             widgets.HBox([self.version, self.label, self.prediction, self.tag]),
-            widgets.HBox([self.source, self.correct, self.confidence, self.reload_button]), self.count, tabs,
-            self.output,
+            widgets.HBox([self.source, self.correct, self.confidence, self.reload_button]), self.state, self.grid,
+            widgets.HBox([self.relabel_to, self.author, self.relabel_button]), self.relabelled, tabs, self.output,
         ])
         self.refresh()
 
@@ -129,6 +181,9 @@ class DatasetBrowser(widgets.VBox):
                 keep = w.value
                 w.options = [("any", ANY)] + [(c, c) for c in classes]
                 w.value = keep if keep in classes else ANY
+            keep = self.relabel_to.value
+            self.relabel_to.options = classes
+            self.relabel_to.value = keep if keep in classes else (classes[0] if classes else None)
             keep = self.tag.value
             self.tag.options = [("any", ANY)] + [(t, t) for t in tags]
             self.tag.value = keep if keep in tags else ANY
@@ -156,7 +211,7 @@ class DatasetBrowser(widgets.VBox):
         return {k: v for k, v in given.items() if v is not None and v != ANY}
 
     def reload(self) -> None:
-        """Pick up what arrived in the store since (versions, clips, tags) and redraw.
+        """Pick up what arrived in the store since (versions, clips, tags, label sources) and redraw.
 
         Example:
             >>> browser.reload()  # doctest: +SKIP
@@ -165,7 +220,10 @@ class DatasetBrowser(widgets.VBox):
         self.refresh()
 
     def refresh(self, change: dict | None = None) -> None:
-        """Query the store with the current filters and redraw the table, list, metrics and unmatched ids.
+        """Query the store with the current filters; redraw the grid, the state line, metrics and unmatched ids.
+
+        The selection is cleared (the rows have changed); the grid's own
+        sorting and filtering stay.
 
         Example:
             >>> browser.refresh(); len(browser.records)  # doctest: +SKIP
@@ -174,15 +232,82 @@ class DatasetBrowser(widgets.VBox):
         if self._quiet:
             return
         self.records = self.store.matched(**self.filters()).order("received_at, scoring_id, model_version").df()
-        self.count.value = text_html(f"{len(self.records)} rows match {self.filters() or 'no filter'}")
-        self.table.value = table_html(self.records[TABLE_COLUMNS], max_rows=self.max_rows)
-        shown = self.records.head(self.max_rows)
-        self.select.options = [
-            (f"{r.scoring_id[:8]}… {r.user_label or '?'} → {r.predicted_label} ({r.confidence:.2f})",
-             (r.scoring_id, r.model_version)) for r in shown.itertuples()
-        ]
+        self.grid.selections = []
+        self.grid._visible_rows = []  # the browser reports the new view once it has the new rows
+        self.grid.data = grid_frame(self.records.head(self.max_rows))
+        self.show_selection()
         self._show_metrics()
-        self.unmatched.value = table_html(self.store.unmatched(), max_rows=self.max_rows)
+        self.unmatched.value = table_html(self.store.unmatched(), max_rows=50)
+
+    def show_state(self, change: dict | None = None) -> None:
+        """Redraw the line that says which filters are on, how many rows match, are shown and are selected.
+
+        Example:
+            >>> browser.state.value  # doctest: +SKIP
+            '<p>filters: model version shapes-v1 · 24 rows match · 0 selected</p>'
+        """
+        n, in_grid = len(self.records), grid_rows(self.grid)
+        parts = [f"filters: {store_filters_text(self.filters())}"]
+        by_grid = grid_filters_text(self.grid._transforms)
+        if by_grid:
+            parts.append(f"grid: {by_grid}")
+        parts.append(f"{n} rows match" + (f" (the first {in_grid} are in the grid)" if in_grid < n else ""))
+        if any(t.get("type") == "filter" for t in self.grid._transforms):
+            parts.append(f"{len(shown_positions(self.grid))} shown")
+        parts.append(f"{len(self.selected())} selected")
+        self.state.value = text_html(" · ".join(parts))
+
+    def select_rows(self, rows: Iterable[int]) -> None:
+        """Select grid rows by their place in the grid as shown (0 is the top row), as clicking them does.
+
+        Example:
+            >>> browser.select_rows(range(3)); browser.relabel_button.description  # doctest: +SKIP
+            'Relabel 3 selected'
+        """
+        self.grid.selections = [{"r1": int(r), "c1": 0, "r2": int(r), "c2": 0} for r in rows]
+
+    def selected(self) -> list[tuple[str, str]]:
+        """The selected rows as ``(scoring_id, model_version)``, in the order the grid shows them.
+
+        Example:
+            >>> browser.grid.set_state({"selections": [{"r1": 0, "c1": 0, "r2": 2, "c2": 0}]})  # doctest: +SKIP
+            >>> len(browser.selected())  # doctest: +SKIP
+            3
+        """
+        rows = self.records.iloc[selected_positions(self.grid)]
+        return list(zip(rows["scoring_id"], rows["model_version"], strict=True)) if len(rows) else []
+
+    def show_selection(self, change: dict | None = None) -> None:
+        """Show the last selected row's clip; update "Relabel n selected" and the state line.
+
+        Example:
+            >>> browser.grid.set_state({"selections": [{"r1": 1, "c1": 0, "r2": 1, "c2": 0}]})  # doctest: +SKIP
+        """
+        chosen = self.selected()
+        n_clips = len({sid for sid, _ in chosen})
+        self.relabel_button.description = f"Relabel {n_clips} selected"
+        self.relabel_button.disabled = n_clips == 0 or not self._classes
+        self.show_state()
+        self.show_row(chosen[-1] if chosen else None)
+
+    def relabel_selected(self) -> list[int]:
+        """Give every selected clip the class in ``relabel_to``: one user score each, with ``author``.
+
+        Returns:
+            The new ``label_id``s (see :func:`~dlabel_lab.widgets.grid.relabel`).
+
+        Example:
+            >>> browser.relabel_to.value = "circle"; browser.relabel_button.click()  # doctest: +SKIP
+        """
+        ids = list(dict.fromkeys(sid for sid, _ in self.selected()))
+        label, author = self.relabel_to.value, self.author.value
+        label_ids = relabel(self.store, ids, label, author=author, source=self.relabel_source,
+                            classes=self._classes)
+        self.relabelled.value = text_html(f"relabelled {len(ids)} clips as {label} (by {author.strip()}, "
+                                          f"source {self.relabel_source}); their earlier labels stay in the history")
+        self.update_options()  # a new label source
+        self.refresh()
+        return label_ids
 
     def _show_metrics(self) -> None:
         try:
@@ -196,25 +321,27 @@ class DatasetBrowser(widgets.VBox):
         plot_confusion(ev.confusion, ev.classes, ax=ax)
         show_png(self.confusion, figure_png(fig))
 
-    def show_row(self, change: dict | None = None) -> None:
-        """Show the selected clip: the frames its model saw, its probabilities and score history.
+    def show_row(self, key: tuple[str, str] | None = None) -> None:
+        """Show one row's clip: the frames its model saw, its probabilities and score history (``None``: clear).
 
         Example:
-            >>> browser.select.value = browser.select.options[0][1]  # calls show_row  # doctest: +SKIP
+            >>> browser.show_row(browser.selected()[0])  # doctest: +SKIP
         """
-        if self.select.value is None:
+        if key is None:
             show_png(self.filmstrip, None)
-            self.details.value = ""
+            self.details.value = text_html("select rows in the grid to see a clip")
             return
-        sid, version = self.select.value
+        sid, version = key
         row = self.records[(self.records.scoring_id == sid) & (self.records.model_version == version)].iloc[0]
         record = json.loads(row["record"]) if isinstance(row["record"], str) else row["record"]
         frames = read_clip(row["media_path"], spec_from_record(record)).frames
         fig, ax = new_figure((8, 1.6))
-        plot_filmstrip(frames, max_frames=8, title=f"{sid} as {version} saw it", ax=ax)
+        name = grid_frame(pd.DataFrame([row]))["clip"].iloc[0]
+        plot_filmstrip(frames, max_frames=8, title=f"{name} ({sid}) as {version} saw it", ax=ax)
         show_png(self.filmstrip, figure_png(fig))
         classes = self.store.get_model(version)["classes"]
         probs = pd.DataFrame({"class": classes, "probability": list(row["probabilities"])})
         history = self.store.score_history(sid)[["label", "source", "author", "labelled_at", "is_latest"]]
-        self.details.value = (text_html(f"user label {row['user_label']}, predicted {row['predicted_label']}")
-                              + table_html(probs) + "<b>score history</b>" + table_html(history))
+        self.details.value = (text_html(f"{name}: user label {row['user_label']}, predicted {row['predicted_label']}")
+                              + table_html(probs) + "<b>score history</b>" + table_html(history)
+                              + f"<small>{html.escape(sid)}</small>")

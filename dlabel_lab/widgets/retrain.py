@@ -27,6 +27,7 @@ import pytorch_lightning as pl
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..explain.review import load_params
 from ..loop import ModelVersion, retrain
 from ..plots import plot_learning_curves
 from ..train.transforms import TransformationParams
@@ -146,7 +147,9 @@ class RetrainPanel(widgets.VBox):
         store: The payload store.
         from_version: Version to fine-tune; default the newest.
         params: Transformation parameters to retrain with (e.g.
-            ``AttributionViewer.accepted_params()``); ``None`` for plain fine-tuning.
+            ``AttributionViewer.accepted_params()``), or the id of a saved
+            params version (e.g. ``AttributionViewer.params_version``, a saved
+            review); ``None`` for plain fine-tuning.
         epochs: Initial value of the epochs input.
         lr: Initial value of the learning-rate input.
         seed: Seed of the split, the shuffling and the weights.
@@ -165,7 +168,7 @@ class RetrainPanel(widgets.VBox):
         'shapes-v2'
     """
 
-    def __init__(self, store, from_version: str | None = None, params: TransformationParams | None = None, *,
+    def __init__(self, store, from_version: str | None = None, params: TransformationParams | str | None = None, *,
                  epochs: int = 3, lr: float = 1e-3, seed: int = 0) -> None:
         self.store = store
         self.params = params
@@ -181,9 +184,11 @@ class RetrainPanel(widgets.VBox):
         self.epochs = widgets.BoundedIntText(value=epochs, min=1, max=1000, description="epochs", style=style)
         self.lr = widgets.BoundedFloatText(value=lr, min=1e-6, max=1.0, step=1e-4, description="learning rate",
                                            style=style)
-        described = params.describe() if params is not None else None
+        shown = load_params(store, params) if isinstance(params, str) else params
+        described = shown.describe() if shown is not None else None
+        title = f"transformation parameters {params}" if isinstance(params, str) else "transformation parameters"
         self.params_view = widgets.HTML(
-            "<b>transformation parameters</b>" + table_html(described) if described is not None and len(described)
+            text_html(title, tag="b") + table_html(described) if described is not None and len(described)
             else text_html("no transformation parameters: plain fine-tuning on the labelled clips"))
         self.retrain_button = widgets.Button(description="Retrain", button_style="success", icon="play")
         self.retrain_button.on_click(handler(self, self.run))

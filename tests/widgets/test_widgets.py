@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import pytest
-from widget_helpers import PNG, hidden, latest, score_all, shown_png
+from widget_helpers import PNG, fake_analysis, hidden, latest, score_all, shown_png
 
 from dlabel_lab.evaluation import compare
 from dlabel_lab.loop import retrain as real_retrain
 from dlabel_lab.train.transforms import Evidence, TransformationParams
 from dlabel_lab.widgets import AttributionViewer, DatasetBrowser, RetrainPanel, ScoringWidget
 from dlabel_lab.widgets._common import png_size
+from dlabel_lab.widgets.attribution import overlay_figure
 from dlabel_lab.widgets.browser import ANY
 from dlabel_lab.widgets.retrain import draw_learning_curves
 
@@ -80,70 +79,42 @@ def test_dataset_browser_filters_through_matched(loop, clips):
     assert shown == {"version": version, "label": "any", "prediction": "any", "tag": "any", "source": "any",
                      "correct": "all"}
     assert hidden(b.filmstrip)  # nothing selected yet: no broken-image icon
-    assert len(b.records) == len(clips) and f"{len(clips)} rows" in b.count.value
-    assert len(b.select.options) == 5 and b.table.value.count("<tr") == 5 + 1
+    assert len(b.records) == len(clips) and len(b.grid.get_visible_data()) == 5
+    assert b.state.value == (f"<p>filters: model version {version} · {len(clips)} rows match (the first 5 are in "
+                             "the grid) · 0 selected</p>")
     assert "accuracy" in b.metrics.value and shown_png(b.confusion)
 
     cases = [
-        ("correct", False, dict(correct=False)),
-        ("correct", ANY, {}),
-        ("label", "circle", dict(label="circle")),
-        ("confidence", (0.3, 0.9), dict(label="circle", min_confidence=0.3, max_confidence=0.9)),
-        ("label", ANY, dict(min_confidence=0.3, max_confidence=0.9)),
-        ("confidence", (0.0, 1.0), {}),
-        ("tag", "dark", dict(tags=["dark"])),
-        ("prediction", results[0].predicted_label, dict(tags=["dark"], prediction=results[0].predicted_label)),
+        ("correct", False, dict(correct=False), "prediction wrong"),
+        ("correct", ANY, {}, ""),
+        ("label", "circle", dict(label="circle"), "user label circle"),
+        ("confidence", (0.3, 0.9), dict(label="circle", min_confidence=0.3, max_confidence=0.9),
+         "user label circle, confidence ≥ 0.3, confidence ≤ 0.9"),
+        ("label", ANY, dict(min_confidence=0.3, max_confidence=0.9), "confidence ≥ 0.3, confidence ≤ 0.9"),
+        ("confidence", (0.0, 1.0), {}, ""),
+        ("tag", "dark", dict(tags=["dark"]), "tag dark"),
+        ("prediction", results[0].predicted_label, dict(tags=["dark"], prediction=results[0].predicted_label),
+         f"prediction {results[0].predicted_label}, tag dark"),
     ]
-    for name, value, expected in cases:
+    for name, value, expected, words in cases:
         getattr(b, name).value = value
         assert b.filters() == {"model_version": version, **expected}
         want = store.matched(model_version=version, **expected).df()
         assert sorted(b.records["scoring_id"]) == sorted(want["scoring_id"]), name
-        assert f"{len(want)} rows" in b.count.value
+        line = f"filters: model version {version}" + (f", {words}" if words else "") + f" · {len(want)} rows match"
+        assert line in b.state.value, (name, b.state.value)
 
     b.tag.value = b.prediction.value = b.ANY
-    b.select.value = b.select.options[0][1]
-    assert shown_png(b.filmstrip) and "score history" in b.details.value
+    b.grid.set_state({"selections": [{"r1": 1, "c1": 0, "r2": 1, "c2": 3}]})  # the browser selects row 2
+    assert shown_png(b.filmstrip) and "score history" in b.details.value and "clip_0001.mp4" in b.details.value
 
     orphan = store.new_scoring_id()
     store.log_score(orphan, "circle")  # a score without a clip: unmatched
     store.log_clip_tags(version, [{"scoring_id": results[-1].scoring_id, "tag": "bright", "score": 0.7}])
     b.reload_button.click()
     assert orphan in b.unmatched.value and ("bright", "bright") in b.tag.options
+    assert b.selected() == [] and hidden(b.filmstrip)  # new rows: the selection is cleared
     assert b.errors == []
-
-
-@dataclass
-class FakeAnalysis:
-    model_version: str
-    scoring_ids: list
-    labels: list
-    predicted: list
-    correct: np.ndarray
-    frames: np.ndarray
-    gradcam: np.ndarray
-    frame_profile: np.ndarray
-    functions: pd.DataFrame
-    tags: pd.DataFrame
-    factors: pd.DataFrame
-    implicated_factors: pd.DataFrame
-
-
-def _analysis(n=3, t=4, size=16):
-    rng = np.random.default_rng(0)
-    ids = [f"0190-{i}" for i in range(n)]
-    profile = rng.random((n, t))
-    return FakeAnalysis(
-        model_version="shapes-v1", scoring_ids=ids, labels=["circle", "square", "circle"],
-        predicted=["circle", "circle", "square"], correct=np.array([True, False, False]),
-        frames=rng.integers(0, 255, (n, t, size, size, 3), dtype=np.uint8), gradcam=rng.random((n, t, size, size)),
-        frame_profile=profile / profile.sum(axis=1, keepdims=True),
-        functions=pd.DataFrame({"layer": ["embed"] * 2, "neuron": [0, 1], "class_label": ["circle", "square"],
-                                "function": ["brightness+ (0.8)", "object_scale- (0.6)"]}),
-        tags=pd.DataFrame({"scoring_id": [ids[1]], "tag": ["dark"], "score": [0.9], "source": ["neuron:0"]}),
-        factors=pd.DataFrame({"scoring_id": ids, "brightness": [0.5, 0.2, 0.3], "motion": [0.1, 0.2, 0.3]}),
-        implicated_factors=pd.DataFrame({"feature": ["brightness"], "cohens_d": [-1.2], "p_value": [0.04]}),
-    )
 
 
 def test_attribution_viewer_accepts_and_rejects_parameters():
@@ -154,14 +125,19 @@ def test_attribution_viewer_accepts_and_rejects_parameters():
                   "scale": Evidence(source="sensitivity", factor="object_scale", supported=True),
                   "blur": Evidence(source="sensitivity", factor="blur", note="did not help")},
     )
-    v = AttributionViewer(_analysis(), params)
-    assert set(v.toggles) == {"brightness", "scale", "class_weights"}  # blur has evidence but no value
+    v = AttributionViewer(fake_analysis(), params)
+    # every described parameter has a toggle; blur has evidence but no value and no candidate to apply
+    assert list(v.toggles) == ["brightness", "scale", "blur", "class_weights"]
+    assert [t.value for t in v.toggles.values()] == [True, True, False, True]
+    assert v.toggles["blur"].disabled and not v.toggles["scale"].disabled
+    assert "nothing to apply" in v.review["blur"].value and "line-through" in v.review["blur"].value
+    assert "3 of 4 parameters accepted" in v.summary.value and v.save_button.disabled  # no store: nothing to save in
     assert [i for _, i in v.clip.options] == [1, 2, 0]  # wrong predictions first
     assert shown_png(v.overlay) and shown_png(v.frame_bars)
     # the per-frame chart has its figure's own size, whatever the tables beside it measure
     assert png_size(bytes(v.frame_bars.value)) == (360, 234)  # 4.0 x 2.6 in at 90 dpi
     assert v.frame_bars.layout.align_self == "flex-start" and v.frame_bars.layout.object_fit == "contain"
-    assert png_size(bytes(v.overlay.value)) == (612, 180)  # four frames of 1.7 x 2.0 in
+    assert png_size(bytes(v.overlay.value)) == (684, 180)  # four frames of 1.7 x 2.0 in and a 0.8 in colorbar
     assert "dark" in v.clip_info.value
     v.clip.value = 0
     assert "dark" not in v.clip_info.value and png_size(bytes(v.frame_bars.value)) == (360, 234)
@@ -169,13 +145,26 @@ def test_attribution_viewer_accepts_and_rejects_parameters():
 
     v.toggles["brightness"].value = False
     kept = v.accepted_params()
-    assert v.accepted() == ["scale", "class_weights"]
+    assert v.accepted() == ["scale", "class_weights"] and v.rejected() == ["brightness", "blur"]
+    assert "line-through" in v.review["brightness"].value and "rejected" in v.review["brightness"].value
+    assert "line-through" not in v.review["scale"].value and "2 of 4 parameters accepted" in v.summary.value
     assert kept.brightness is None and kept.scale == (0.5, 1.0) and kept.class_weights == {"square": 2.0}
     assert kept.evidence["scale"] == params.evidence["scale"]
     described = kept.describe().set_index("parameter")
     assert described.loc["brightness", "value"] is None and "rejected" in described.loc["brightness", "note"]
     assert TransformationParams.from_json(kept.to_json()) == kept
     assert v.errors == []
+
+
+def test_the_overlay_has_one_colorbar_on_the_heatmaps_scale():
+    a = fake_analysis()
+    fig = overlay_figure(a.frames[1], a.gradcam[1], max_frames=3)
+    *frames, bar = fig.axes
+    assert len(frames) == 3 and bar.get_ylabel() == "attribution"
+    heat = frames[0].images[-1]
+    assert all(ax.images[-1].get_clim() == heat.get_clim() for ax in frames)  # one scale for every frame
+    lo, hi = bar.get_ylim()
+    assert (lo, hi) == pytest.approx(heat.get_clim()) and hi > lo
 
 
 def test_retrain_panel_trains_a_new_version_live(loop, clips):

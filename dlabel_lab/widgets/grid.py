@@ -1,0 +1,192 @@
+"""The data grid of the ``DatasetBrowser``: matched rows in a sortable, filterable grid, selections, bulk relabelling.
+
+ipydatagrid (BSD-3) does the heavy lifting: sorting and filtering happen in
+the browser, from each column header's menu; the kernel learns of them
+through the grid's synced ``_transforms`` (what is sorted and filtered) and
+``_visible_rows`` (the rows left, as positions in the data, in view order),
+and of the selected rows through ``selections`` (rectangles in view
+coordinates). This module keeps the glue: the frame the grid shows (short
+ids and clip file names, so rows can be told apart), the rows a selection
+stands for, a line that says which filters are on, and :func:`relabel`, the
+bulk action (one append-only user score per clip, with its author, through
+``store.log_score_many``).
+
+Example:
+    >>> frame = grid_frame(pd.DataFrame({"scoring_id": ["0190aaaa-0000-7000-8000-00000000a1b2"],
+    ...                                  "source_name": ["/x/cam1.mp4"]}))
+    >>> frame[["id", "clip"]].values.tolist()
+    [['…00a1b2', 'cam1.mp4']]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
+
+import pandas as pd
+from ipydatagrid import DataGrid
+
+from ..errors import ConfigError, UnknownLabel
+from ._common import short_ids
+
+__all__ = ["GRID_COLUMNS", "COLUMN_WIDTHS", "BULK_SOURCE", "grid_frame", "grid_rows", "make_grid", "selected_positions",
+           "shown_positions", "grid_filters_text", "relabel"]
+
+#: The grid's columns, in order: short id, clip file name, then what the model and the people said.
+GRID_COLUMNS = ("id", "clip", "model", "label", "prediction", "confidence", "verdict", "label source", "tags",
+                "received")
+#: Pixel widths of the columns that need more than the default 90 (fixed: the grid's auto-fit measures
+#: the first rows it is given, and a browser starts empty).
+COLUMN_WIDTHS = {"id": 95, "clip": 150, "model": 110, "label source": 110, "tags": 120, "received": 160}
+BULK_SOURCE = "human-bulk"  #: the ``source`` of a user score given by a bulk relabel
+
+_OPERATORS = {"=": "=", "!=": "≠", "<": "<", ">": ">", "<=": "≤", ">=": "≥", "empty": "is empty",
+              "notempty": "is not empty", "in": "is one of", "between": "between", "startswith": "starts with",
+              "endswith": "ends with", "stringContains": "contains", "contains": "contains"}
+
+
+def _verdict(correct: Any) -> str:  # noqa: ANN401 - True, False, None or a missing value
+    if correct is None or pd.isna(correct):
+        return "unlabelled"
+    return "right" if bool(correct) else "wrong"
+
+
+def grid_frame(records: pd.DataFrame) -> pd.DataFrame:
+    """What the grid shows for matched rows: :data:`GRID_COLUMNS`, one row per record, in the records' order.
+
+    ``id`` is the shortest tail that tells the scoring ids apart (see
+    :func:`~dlabel_lab.widgets._common.short_ids`), ``clip`` the uploaded
+    clip's file name, ``verdict`` right, wrong or unlabelled.
+
+    Example:
+        >>> grid_frame(pd.DataFrame({"scoring_id": ["0190-a1"], "correct": [False]}))["verdict"].tolist()
+        ['wrong']
+    """
+    n = len(records)
+
+    def col(name: str, default: Any = None) -> list:  # noqa: ANN401
+        return list(records[name]) if name in records else [default] * n
+
+    short = short_ids(str(s) for s in col("scoring_id", ""))
+    return pd.DataFrame({
+        "id": [short[str(s)] for s in col("scoring_id", "")],
+        "clip": [PurePath(str(s)).name if s is not None and not pd.isna(s) else "" for s in col("source_name")],
+        "model": [str(v or "") for v in col("model_version")],
+        "label": [str(v) if v is not None and not pd.isna(v) else "" for v in col("user_label")],
+        "prediction": [str(v or "") for v in col("predicted_label")],
+        "confidence": [round(float(v), 3) if v is not None and not pd.isna(v) else float("nan")
+                       for v in col("confidence")],
+        "verdict": [_verdict(v) for v in col("correct")],
+        "label source": [str(v) if v is not None and not pd.isna(v) else "" for v in col("label_source")],
+        "tags": [", ".join(str(t) for t in v) if isinstance(v, Iterable) and not isinstance(v, str) else ""
+                 for v in col("tags", ())],
+        "received": pd.to_datetime(pd.Series(col("received_at"), dtype=object)).dt.floor("s"),
+    }, columns=list(GRID_COLUMNS))
+
+
+def make_grid(frame: pd.DataFrame) -> DataGrid:
+    """A row-selecting ``ipydatagrid.DataGrid`` over ``frame``, columns sized, index hidden.
+
+    Example:
+        >>> make_grid(grid_frame(pd.DataFrame({"scoring_id": ["a"]}))).selection_mode
+        'row'
+    """
+    return DataGrid(frame, selection_mode="row", header_visibility="column", column_widths=dict(COLUMN_WIDTHS),
+                    base_row_size=22, base_column_size=90, horizontal_stripes=True,
+                    layout={"height": "320px", "width": "100%"})
+
+
+def grid_rows(grid: DataGrid) -> int:
+    """How many rows the grid holds (before the browser's filtering).
+
+    Example:
+        >>> grid_rows(make_grid(pd.DataFrame({"a": [1, 2]})))
+        2
+    """
+    return len(grid._data.get("data", ()))  # the synced table; DataGrid.data would rebuild a frame
+
+
+def shown_positions(grid: DataGrid) -> list[int]:
+    """The data rows the grid shows, in view order, after the browser's sorting and filtering.
+
+    Before the browser has reported its view (no frontend yet), every row in data order.
+
+    Example:
+        >>> shown_positions(make_grid(pd.DataFrame({"a": [1, 2]})))
+        [0, 1]
+    """
+    n = grid_rows(grid)
+    filtered = any(t.get("type") == "filter" for t in grid._transforms)
+    visible = [int(r) for r in grid._visible_rows if 0 <= int(r) < n]
+    return visible if visible or filtered else list(range(n))
+
+
+def selected_positions(grid: DataGrid) -> list[int]:
+    """The data rows (positions in the grid's frame) the selection covers, in view order, each once.
+
+    Selections are rectangles over the rows as the browser shows them
+    (sorted, filtered); they are mapped back through :func:`shown_positions`.
+
+    Example:
+        >>> grid = make_grid(pd.DataFrame({"a": [1, 2, 3]}))
+        >>> grid.set_state({"selections": [{"r1": 0, "c1": 0, "r2": 1, "c2": 0}]})
+        >>> selected_positions(grid)
+        [0, 1]
+    """
+    shown = shown_positions(grid)
+    rows = sorted({r for rect in grid.selections for r in range(int(rect["r1"]), int(rect["r2"]) + 1)})
+    return [shown[r] for r in rows if 0 <= r < len(shown)]
+
+
+def _transform_text(t: Mapping[str, Any]) -> str:
+    column = t.get("column", f"column {t.get('columnIndex')}")
+    if t.get("type") == "sort":
+        return f"sorted by {column} ({'descending' if t.get('desc') else 'ascending'})"
+    op = str(t.get("operator", ""))
+    value = t.get("value")
+    if op in ("empty", "notempty"):
+        return f"{column} {_OPERATORS[op]}"
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        value = (" and " if op == "between" else ", ").join(str(v) for v in value)
+    return f"{column} {_OPERATORS.get(op, op)} {value}"
+
+
+def grid_filters_text(transforms: Sequence[Mapping[str, Any]]) -> str:
+    """The grid's own sorting and filtering (its ``_transforms``) in words; ``""`` when there is none.
+
+    Example:
+        >>> grid_filters_text([{"type": "filter", "column": "confidence", "operator": ">", "value": 0.5},
+        ...                    {"type": "sort", "column": "confidence", "desc": True}])
+        'confidence > 0.5; sorted by confidence (descending)'
+    """
+    filters = [_transform_text(t) for t in transforms if t.get("type") == "filter"]
+    sorts = [_transform_text(t) for t in transforms if t.get("type") == "sort"]
+    return "; ".join(filters + sorts)
+
+
+def relabel(store, scoring_ids: Iterable[str], label: str, *, author: str, source: str = BULK_SOURCE,
+            classes: Sequence[str] | None = None) -> list[int]:
+    """Give every clip in ``scoring_ids`` the user label ``label`` in one action; the new ``label_id``s.
+
+    Each clip gets one new, append-only user score (``store.log_score_many``)
+    with ``source`` and ``author``: the latest label wins in ``store.matched``,
+    the earlier ones stay in ``store.score_history``.
+
+    Raises:
+        ConfigError: No clips, or no author.
+        UnknownLabel: ``label`` is not one of ``classes``.
+
+    Example:
+        >>> relabel(store, ["0190...", "0191..."], "circle", author="ana")  # doctest: +SKIP
+        [41, 42]
+    """
+    ids = list(dict.fromkeys(str(s) for s in scoring_ids))
+    if not ids:
+        raise ConfigError("no clips to relabel: select rows in the grid first")
+    if not isinstance(author, str) or not author.strip():
+        raise ConfigError(f"a relabel needs an author (who gives the label), got {author!r}")
+    if classes is not None and label not in classes:
+        raise UnknownLabel(f"{label!r} is not one of the classes {list(classes)}")
+    return store.log_score_many([{"scoring_id": s, "label": label, "source": source, "author": author.strip()}
+                                 for s in ids])
