@@ -18,7 +18,8 @@ The clips are ``dl.make_shape_clips`` (64x64, 16 frames, mp4v; data seed
 ``ClipClassifier`` on 8x64x64 (torch seed 0), batch 16, after an untimed
 warm-up of 16 clips into a separate store.
 
-``--threads`` compares torch thread settings for scoring (``auto`` is the
+``--busy N`` runs N other processes that each keep a core busy beside every
+run (a machine shared with other work). ``--threads`` compares torch thread settings for scoring (``auto`` is the
 endpoint's default rule, see ``dlabel_lab/serving/threads.py``), and
 ``--modes`` the endpoint's own pipeline (``prefetch``: one ``score_many``
 call per chunk, the next batch decoded while the model scores) with
@@ -95,6 +96,7 @@ def worker(config: dict) -> dict:
     with dl.PayloadStore(root / "store") as store:
         ingest = dl.deploy(model, store, classes=classes, name="scale", batch_size=BATCH, num_threads=threads)
         used = ingest.model_endpoint.threads()
+        rss_start = _rss_mib()
         for start in range(0, len(paths), config["chunk"]):
             part = slice(start, start + config["chunk"])
             wall, cpu, n0, f0 = time.perf_counter(), time.process_time(), fsyncs["n"], fsyncs["s"]
@@ -114,13 +116,21 @@ def worker(config: dict) -> dict:
     db_bytes = sum((root / "store" / name).stat().st_size for name in ("store.duckdb", "store.duckdb.wal")
                    if (root / "store" / name).exists())  # fmt: skip
     media_bytes = _folder_bytes(root / "store" / "media")
-    return {"config": config, "threads_used": used, "chunks": chunks, "matched": matched, "clips": len(paths),
-            "clip_bytes": clip_bytes, "db_bytes": db_bytes, "media_bytes": media_bytes,
+    return {"config": config, "threads_used": used, "rss_start_mib": rss_start, "chunks": chunks, "matched": matched,
+            "clips": len(paths), "clip_bytes": clip_bytes, "db_bytes": db_bytes, "media_bytes": media_bytes,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def run_one(config: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(config)], capture_output=True, text=True)
+    """One run in a fresh process, beside ``config["busy"]`` processes that each keep a core busy (competing load)."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(config.get("busy", 0))]
+    try:
+        out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(config)], capture_output=True,
+                             text=True)  # fmt: skip
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
     if out.returncode:
         raise SystemExit(f"run {config} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -157,6 +167,7 @@ def table(results: list[dict], settings: list[tuple[str, str]]) -> str:
     row("store KiB per clip (db + media)", lambda r: (r["db_bytes"] + r["media_bytes"]) / r["clips"] / 1024)
     row("  of which clip files, KiB", lambda r: r["clip_bytes"] / r["clips"] / 1024)
     row("  of which DuckDB, KiB", lambda r: r["db_bytes"] / r["clips"] / 1024)
+    row("RSS before the first chunk (imports, model, warm-up), MiB", lambda r: r["rss_start_mib"])
     row("RSS after first chunk, MiB", lambda r: r["chunks"][0]["rss_mib"])
     row("RSS after last chunk, MiB", lambda r: r["chunks"][-1]["rss_mib"])
     row("peak RSS, MiB", lambda r: r["peak_rss_mib"])
@@ -170,8 +181,11 @@ def main() -> None:
     ap.add_argument("--threads", default="auto", help="comma list of torch thread settings: auto or ints")
     ap.add_argument("--modes", default="prefetch", help="comma list of prefetch, sequential")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--busy", type=int, default=0,
+                    help="competing load: this many other processes each keep a core busy during every run")
     ap.add_argument("--seed", type=int, default=0, help="data seed of the first repeat (then seed + repeat)")
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
+    ap.add_argument("--dir", type=Path, help="keep the clips and stores in this folder (default: a temporary one)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -182,6 +196,9 @@ def main() -> None:
     settings = [(m, t) for m in args.modes.split(",") for t in args.threads.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.dir is not None:
+            args.dir.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.dir)
         for rep in range(args.repeats):
             manifest = dl.make_shape_clips(Path(tmp) / f"clips{rep}", args.clips, seed=args.seed + rep, frames=16,
                                            size=64)  # fmt: skip
@@ -189,7 +206,7 @@ def main() -> None:
                 store = Path(tmp) / f"run{rep}-{k}"
                 store.mkdir()
                 config = {"manifest": str(manifest), "store": str(store), "mode": mode, "threads": threads,
-                          "chunk": args.chunk, "seed": args.seed + rep}  # fmt: skip
+                          "chunk": args.chunk, "seed": args.seed + rep, "busy": args.busy}  # fmt: skip
                 result = run_one(config)
                 assert result["matched"] == args.clips, result["matched"]
                 results.append(result)
@@ -199,7 +216,8 @@ def main() -> None:
     import torch
 
     print(f"{args.clips:,} clips (64x64, 16 frames, mp4v) -> tiny3d 8x64x64, batch {BATCH}, chunks of {args.chunk:,}; "
-          f"{args.repeats} repeat(s), median [IQR]; {os.cpu_count()} cores, torch {torch.__version__}\n")
+          f"{args.repeats} repeat(s), median [IQR]; {os.cpu_count()} cores, torch {torch.__version__}; "
+          f"{args.busy} competing busy process(es)\n")
     print(table(results, settings))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

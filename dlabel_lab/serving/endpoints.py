@@ -20,7 +20,6 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -39,75 +38,13 @@ from ..media.video import (
 from ..models.classifier import ClipClassifier
 from ..models.mc_dropout import has_dropout, mc_dropout_probabilities
 from ..models.registry import load_version, register_version
+from .results import ScoringResult, _Batch, _Item
 from .threads import check_num_threads, default_num_threads, torch_threads
 
 if TYPE_CHECKING:
     from ..store.staging import StagedMedia
 
 __all__ = ["ScoringResult", "ModelEndpoint", "IngestEndpoint", "deploy", "deploy_version", "replay"]
-
-
-@dataclass(frozen=True)
-class ScoringResult:
-    """What one scoring event produced.
-
-    Attributes:
-        scoring_id: The id that ties every logged part together.
-        model_version: The model version that scored the clip.
-        label: The user score forwarded with the clip, if any.
-        predicted_label: The model's top class (``None`` if the model failed).
-        confidence: Probability of the top class.
-        probabilities: Class name -> probability.
-        latency_ms: Model time per clip in the batch.
-        sha256: Digest of the raw clip bytes.
-        error: The model's error message when it failed (the id is then unmatched).
-        duplicate_of: The earliest scoring id whose clip had exactly these
-            bytes, when this clip was scored before (also in the execution
-            log as a ``duplicate_clip`` run); ``None`` for new content.
-    """
-
-    scoring_id: str
-    model_version: str
-    label: str | None = None
-    predicted_label: str | None = None
-    confidence: float | None = None
-    probabilities: dict[str, float] = field(default_factory=dict)
-    latency_ms: float = 0.0
-    sha256: str = ""
-    error: str | None = None
-    duplicate_of: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """The model scored the clip."""
-        return self.error is None
-
-    @property
-    def correct(self) -> bool | None:
-        """Prediction equals the user score (``None`` without one)."""
-        if self.label is None or self.predicted_label is None:
-            return None
-        return self.label == self.predicted_label
-
-
-@dataclass
-class _Item:
-    scoring_id: str
-    tensor: torch.Tensor
-    record: dict
-    label: str | None
-    sha256: str = ""
-    duplicate_of: str | None = None
-
-
-@dataclass
-class _Batch:
-    """Clips of one batch, staged and decoded, with the ones left out (index into the sources, error)."""
-
-    items: list[_Item] = field(default_factory=list)
-    raws: list[dict] = field(default_factory=list)
-    failed: list[tuple[int, MediaError]] = field(default_factory=list)
-    stopped: bool = False
 
 
 class ModelEndpoint:
@@ -133,8 +70,13 @@ class ModelEndpoint:
             1 and at most torch's current setting
             (:func:`~dlabel_lab.serving.threads.default_num_threads`): the
             ingest endpoint decodes the next batch on the core left over.
-            Measured on 2 cores, 1,000 clips through ``score_many``
-            (``bench/ingest_scale.py``): NUMBERS.
+            Measured on 2 cores through ``score_many``
+            (``bench/ingest_scale.py --threads 1,2``, tiny3d on 8x64x64):
+            1 thread 35.8 clips/s on an idle machine and 36.0 beside a
+            process keeping one core busy (``--busy 1``); 2 threads 50.4
+            idle but 27.4 beside the busy process. The default takes the
+            steady figure; on a 2-core machine that does nothing else,
+            ``num_threads=2`` is faster.
 
     Raises:
         ConfigError: ``mc_passes`` is 1, negative or not an int, or the model
@@ -351,9 +293,8 @@ class IngestEndpoint:
                 for k, span in enumerate(spans):
                     if ahead is None:
                         batch = self._prepare_batch(sources, labels, span, on_error)
-                    else:
-                        future, ahead = ahead, None
-                        batch = future.result()  # a MediaError of that batch (on_error="raise") surfaces here
+                    else:  # a MediaError of that batch (on_error="raise") surfaces here
+                        batch, ahead = ahead.result(), None
                     if pool is not None and not batch.stopped and k + 1 < len(spans):
                         ahead = pool.submit(self._prepare_batch, sources, labels, spans[k + 1], on_error)
                     if failures is not None:

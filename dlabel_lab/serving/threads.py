@@ -1,11 +1,20 @@
 """Torch's CPU thread count while an endpoint scores: a measured default, set for the call and restored after.
 
 The ingest endpoint decodes the next batch of clips in a second thread while
-the model runs on the current one, so the model should leave a core to the
-decoder. Measured on 2 cores (AMD EPYC, torch 2.14.1, tiny3d on 8x64x64,
-batch 16, ``bench/ingest_scale.py --clips 1000 --threads 1,2``): see
-:func:`default_num_threads` for the figures. torch's own default (one thread
-per core) let the model's threads and the decoder fight over the same cores.
+the model runs on the current one, so the model leaves a core to the decoder,
+the store's writes and whatever else runs on the machine. Measured on 2 cores
+(AMD EPYC VM, torch 2.14.1 with OpenMP, tiny3d on 8x64x64, batch 16, clips
+through ``score_many``; ``bench/ingest_scale.py --threads 1,2``, medians of
+2 repeats) on an otherwise idle machine (1,000 clips) and beside a process
+that keeps one core busy (``--busy 1``, 500 clips):
+
+- 1 torch thread: 35.8 clips/s idle, 36.0 with one core busy elsewhere;
+- 2 torch threads (torch's default here): 50.4 clips/s idle, 27.4 with one core busy.
+
+One thread is steady; two are faster only while nothing else wants a core
+(OpenMP's threads wait on each other when one of them is descheduled). The
+default rule, one core fewer than the process may use, takes the steady
+figure; pass ``num_threads`` where the machine is dedicated to scoring.
 
 ``torch.set_num_threads`` is process-wide: :func:`torch_threads` sets it for
 the duration of a call and puts back what was set before, so a user's own

@@ -131,7 +131,10 @@ def publish_media(root: Path, files: Sequence[tuple[Blob, str]]) -> None:
     every folder on the path of every file of the batch (``media/ab`` and
     ``media``, and ``root`` when ``media`` was created here) is fsynced once.
     For ``n`` new files in ``d`` shard folders that is ``n + d + 1`` fsyncs
-    per batch instead of about ``2.5 n`` one clip at a time.
+    per batch, where one clip at a time took 2 or 3 per clip. With 256 shard
+    folders a batch of 16 touches about 15 of them, so the count falls from
+    about 2.4 to 2.0 per clip; the folder fsyncs all come after the renames,
+    where a journaling file system commits the batch's names together.
 
     The caller commits the rows that point at these files only after this
     returns, so a committed row's file and every name on its path are on
