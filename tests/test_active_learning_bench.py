@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "active_learning.py"
+from bench_loader import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("active_learning", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("active_learning")
 
 
 def test_curve_figures_are_exact_on_hand_made_curves():

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_loader import load_bench
 
 from dlabel_lab.estimate import ORACLES, SAMPLERS
 from dlabel_lab.estimate.api import _draw
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "estimation.py"
-
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("estimation", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("estimation")
 
 
 def test_draws_are_estimate_accuracys_and_every_valid_pair_is_listed():

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-from dlabel_lab import read_manifest
+from bench_loader import load_bench
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "ingest_scale.py"
+from dlabel_lab import read_manifest
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("ingest_scale", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("ingest_scale")
 
 
 def test_toy_run_reports_every_chunk_and_the_store_size(tmp_path, monkeypatch, capsys):

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "drift_recovery.py"
+from bench_loader import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("drift_recovery", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("drift_recovery")
 
 
 def test_bootstrap_interval_brackets_the_mean():

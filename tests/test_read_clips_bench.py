@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
+from bench_loader import load_bench
 
 import dlabel_lab as dl
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "read_clips.py"
-
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("read_clips", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("read_clips")
 
 
 def test_bare_seeking_returns_the_frames_read_clip_returns(tmp_path):
