@@ -26,9 +26,11 @@ _EXPORTS = {
     "StopDecision": ".stopping",
     "stabilising_kappas": ".stopping",
     "stopping_decision": ".stopping",
+    "BULK_SOURCE": ".relabel",
+    "relabel": ".relabel",
 }
 
-_SUBMODULES = ("strategies", "suggest", "calibration", "autolabel", "stopping")
+_SUBMODULES = ("strategies", "suggest", "calibration", "autolabel", "stopping", "relabel")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 from ipydatagrid import DataGrid
 
-from ..errors import ConfigError, UnknownLabel
+from ..labeling.relabel import BULK_SOURCE, relabel  # re-exported: the browser's bulk action
 from ._common import short_ids
 
 __all__ = ["GRID_COLUMNS", "COLUMN_WIDTHS", "BULK_SOURCE", "grid_frame", "grid_rows", "make_grid", "selected_positions",
@@ -39,7 +39,6 @@ GRID_COLUMNS = ("id", "clip", "model", "label", "prediction", "confidence", "ver
 #: Pixel widths of the columns that need more than the default 90 (fixed: the grid's auto-fit measures
 #: the first rows it is given, and a browser starts empty).
 COLUMN_WIDTHS = {"id": 95, "clip": 150, "model": 110, "label source": 110, "tags": 120, "received": 160}
-BULK_SOURCE = "human-bulk"  #: the ``source`` of a user score given by a bulk relabel
 
 _OPERATORS = {"=": "=", "!=": "≠", "<": "<", ">": ">", "<=": "≤", ">=": "≥", "empty": "is empty",
               "notempty": "is not empty", "in": "is one of", "between": "between", "startswith": "starts with",
@@ -163,30 +162,3 @@ def grid_filters_text(transforms: Sequence[Mapping[str, Any]]) -> str:
     filters = [_transform_text(t) for t in transforms if t.get("type") == "filter"]
     sorts = [_transform_text(t) for t in transforms if t.get("type") == "sort"]
     return "; ".join(filters + sorts)
-
-
-def relabel(store, scoring_ids: Iterable[str], label: str, *, author: str, source: str = BULK_SOURCE,
-            classes: Sequence[str] | None = None) -> list[int]:
-    """Give every clip in ``scoring_ids`` the user label ``label`` in one action; the new ``label_id``s.
-
-    Each clip gets one new, append-only user score (``store.log_score_many``)
-    with ``source`` and ``author``: the latest label wins in ``store.matched``,
-    the earlier ones stay in ``store.score_history``.
-
-    Raises:
-        ConfigError: No clips, or no author.
-        UnknownLabel: ``label`` is not one of ``classes``.
-
-    Example:
-        >>> relabel(store, ["0190...", "0191..."], "circle", author="ana")  # doctest: +SKIP
-        [41, 42]
-    """
-    ids = list(dict.fromkeys(str(s) for s in scoring_ids))
-    if not ids:
-        raise ConfigError("no clips to relabel: select rows in the grid first")
-    if not isinstance(author, str) or not author.strip():
-        raise ConfigError(f"a relabel needs an author (who gives the label), got {author!r}")
-    if classes is not None and label not in classes:
-        raise UnknownLabel(f"{label!r} is not one of the classes {list(classes)}")
-    return store.log_score_many([{"scoring_id": s, "label": label, "source": source, "author": author.strip()}
-                                 for s in ids])
