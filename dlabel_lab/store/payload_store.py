@@ -208,6 +208,16 @@ class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisM
                 ) from None
             raise
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run (the store can no longer be used).
+
+        Example:
+            >>> store.closed  # doctest: +SKIP
+            False
+        """
+        return self._con is None
+
     def close(self) -> None:
         """Checkpoint (when writable), close every connection and release the lock.
 

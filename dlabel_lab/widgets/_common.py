@@ -155,10 +155,7 @@ def store_is_closed(store: Any) -> bool:
         False
     """
     closed = getattr(store, "closed", None)
-    if isinstance(closed, bool):
-        return closed
-    # PayloadStore drops its connection on close() and has no public flag yet.
-    return store is not None and hasattr(store, "_con") and store._con is None
+    return closed if isinstance(closed, bool) else False
 
 
 def _controls(widget: widgets.Widget) -> Iterator[widgets.Widget]:
