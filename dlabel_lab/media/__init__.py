@@ -20,6 +20,7 @@ _EXPORTS = {
     "Drift": ".samples",
     "FACTORS": ".manifest",
     "make_shape_clips": ".samples",
+    "make_tutorial_clips": ".samples",
     "load_digit_clips": ".samples",
     "read_manifest": ".manifest",
     "check_manifest": ".manifest",

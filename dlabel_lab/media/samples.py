@@ -35,6 +35,7 @@ __all__ = [
     "read_manifest",
     "check_manifest",
     "write_sample_data",
+    "make_tutorial_clips",
 ]
 
 
@@ -339,6 +340,44 @@ def write_sample_data(root: str | os.PathLike = "data") -> dict[str, Path]:
         "shapes/train": make_shape_clips(root / "shapes" / "train", 24, seed=0),
         "shapes/operational": make_shape_clips(root / "shapes" / "operational", 24, seed=1, drift="operational"),
         "digits/train": load_digit_clips(root / "digits" / "train", 20, seed=0),
+    }
+
+
+#: Clip counts of :func:`make_tutorial_clips`: full size, and the quick size the tests run.
+TUTORIAL_SIZES = {"full": {"train": 96, "lab_test": 48, "operational": 96},
+                  "fast": {"train": 24, "lab_test": 12, "operational": 24}}  # fmt: skip
+
+
+def make_tutorial_clips(out_dir: str | os.PathLike, *, fast: bool = False, seed: int = 0) -> dict[str, Path]:
+    """Write the three clip sets the tutorials use; return their ``labels.csv`` paths.
+
+    - ``train``: clean lab clips, to train the first model on;
+    - ``lab_test``: more clean lab clips, never trained on, to check that the
+      model has learned the lab data;
+    - ``operational``: clips drifted as in operation (the ``"operational``
+      preset: darker, smaller, more clutter and noise), scored and labelled
+      through the endpoints.
+
+    Full size is 96 / 48 / 96 clips (a model a researcher would believe:
+    trained on enough clips to generalise in the lab); ``fast=True`` writes
+    24 / 12 / 24 for quick test runs. Same arguments, same files.
+
+    Args:
+        out_dir: Folder to write into (``train/``, ``lab_test/``, ``operational/``).
+        fast: The quick size.
+        seed: Seed of the three sets (they use ``seed``, ``seed + 1``, ``seed + 2``).
+
+    Example:
+        >>> sets = make_tutorial_clips("runs/tutorial_data", fast=True)  # doctest: +SKIP
+        >>> sorted(sets)  # doctest: +SKIP
+        ['lab_test', 'operational', 'train']
+    """
+    n = TUTORIAL_SIZES["fast" if fast else "full"]
+    out = Path(out_dir)
+    return {
+        "train": make_shape_clips(out / "train", n["train"], seed=seed),
+        "lab_test": make_shape_clips(out / "lab_test", n["lab_test"], seed=seed + 1),
+        "operational": make_shape_clips(out / "operational", n["operational"], seed=seed + 2, drift="operational"),
     }
 
 

@@ -22,9 +22,10 @@ _EXPORTS = {
     "train_initial": ".training",
     "recalibrate_batchnorm": ".training",
     "fine_tune_copy": ".training",
+    "evaluate_manifest": ".holdout",
 }
 
-_SUBMODULES = ("datasets", "transforms", "training", "augment")
+_SUBMODULES = ("datasets", "transforms", "training", "augment", "holdout")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
