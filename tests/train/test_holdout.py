@@ -53,7 +53,7 @@ def test_evaluate_manifest_scores_every_clip_and_logs_nothing(tutorial):
     x = torch.stack([ds[i][0] for i in range(len(ds))])
     predicted = model.predict_proba(x).argmax(1).tolist()
     truth = [model.classes.index(r["label"]) for r in rows]
-    assert ev.accuracy == pytest.approx(sum(p == t for p, t in zip(predicted, truth)) / len(rows))
+    assert ev.accuracy == pytest.approx(sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(rows))
 
 
 def test_evaluate_manifest_refuses_labels_the_model_does_not_know(tutorial, tmp_path):
