@@ -24,8 +24,8 @@ __all__ = ["MATCHED_COLUMNS", "LATEST_MEDIA_CHECKS", "LATEST_SCORES", "matched_f
 MATCHED_COLUMNS = (
     "scoring_id", "received_at", "sha256", "media_path", "source_name", "fps", "frame_count", "width", "height",
     "codec", "metadata", "model_version", "record", "tensor_digest", "embedding", "objects", "predicted_label",
-    "probabilities", "confidence", "latency_ms", "predicted_at", "user_label", "label_source", "labelled_at",
-    "correct", "tags", "media_ok",
+    "probabilities", "confidence", "latency_ms", "predicted_at", "user_label", "label_source", "label_author",
+    "labelled_at", "correct", "tags", "media_ok",
 )  # fmt: skip
 
 # filter name -> SQL condition with exactly one parameter
@@ -63,7 +63,8 @@ checked AS ({checks})
 SELECT r.scoring_id, r.received_at, r.sha256, CAST(? AS VARCHAR) || r.media_relpath AS media_path, r.source_name,
        r.fps, r.frame_count, r.width, r.height, r.codec, r.metadata, p.model_version, t.record, t.tensor_digest,
        t.embedding, t.objects, p.label AS predicted_label, p.probabilities, p.confidence, p.latency_ms,
-       p.predicted_at, l.user_label, l.label_source, l.labelled_at, p.label = l.user_label AS correct,
+       p.predicted_at, l.user_label, l.label_source, l.label_author, l.labelled_at,
+       p.label = l.user_label AS correct,
        coalesce(g.tags, []::VARCHAR[]) AS tags, c.media_ok
 FROM predictions p
 JOIN raw_payloads r ON r.scoring_id = p.scoring_id

@@ -507,3 +507,64 @@ class VersionsMixin:
         if not found:
             raise UnknownRecord(f"no transformation parameters {params_version!r}; see save_params()")
         return json.loads(found[0][0])
+
+    def list_params(self, *, model_version: str | None = None) -> pd.DataFrame:
+        """The saved params versions, newest first (what ``retrain(store, v, params=<id>)`` can use).
+
+        Args:
+            model_version: Keep the versions saved for this model version
+                (``save_params(..., model_version=)``); ``None`` keeps all.
+
+        Returns:
+            Columns ``params_version``, ``name``, ``model_version``,
+            ``author`` (who saved it when the run that saved it names one,
+            e.g. the reviewer of ``save_reviewed_params``; else ``None``),
+            ``created_at`` (UTC) and ``n_params`` (how many parameters change
+            something: see :func:`_n_params`).
+
+        Raises:
+            ConfigError: ``model_version`` is not text.
+
+        Example:
+            >>> store.list_params(model_version="shapes-v1")[["params_version", "author"]]  # doctest: +SKIP
+                     params_version author
+            0  shapes-v1-reviewed-v1    ana
+        """
+        version_of = io.check_text(model_version, what="model_version", optional=True)
+        where, params = ("WHERE p.model_version = ?", [version_of]) if version_of is not None else ("", [])
+        frame = self._df(_LIST_PARAMS.format(where=where), params)
+        frame["n_params"] = [_n_params(json.loads(text)) for text in frame.pop("params")]
+        return frame
+
+
+# who saved a params version: the author named by the (last) run whose result names it
+_LIST_PARAMS = """
+WITH saved_by AS (
+    SELECT json_extract_string(e.result, '$.params_version') AS params_version,
+           arg_max(json_extract_string(s.params, '$.author'), e.finished_at) AS author
+    FROM runs s JOIN run_ends e ON e.run_id = s.run_id
+    WHERE e.status = 'ok' AND json_extract_string(e.result, '$.params_version') IS NOT NULL
+      AND json_extract_string(s.params, '$.author') IS NOT NULL
+    GROUP BY ALL
+)
+SELECT p.params_version, p.name, p.model_version, a.author, p.created_at, p.params
+FROM transformation_params p LEFT JOIN saved_by a ON a.params_version = p.params_version
+{where}
+ORDER BY p.created_at DESC, p.name, p.n DESC"""
+
+# entries of a saved params dict that configure rather than change the clips (TransformationParams.to_dict)
+_PARAMS_BOOKKEEPING = frozenset({"evidence", "p", "seed", "schema"})
+
+
+def _n_params(params: Mapping[str, Any]) -> int:
+    """How many entries of a saved params dict change something: set, not empty, not bookkeeping.
+
+    Counts what ``TransformationParams.is_empty`` looks at (a ``frame_stride``
+    of 1 changes nothing) and, for any other dict, every set entry.
+
+    Example:
+        >>> _n_params({"blur": [0.5, 1.0], "noise": None, "frame_stride": 1, "class_weights": {}, "p": 0.8})
+        1
+    """
+    changes = {k: v for k, v in params.items() if k not in _PARAMS_BOOKKEEPING and v not in (None, [], {}, ())}
+    return len(changes) - (changes.get("frame_stride") == 1)

@@ -20,24 +20,45 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import getpass
 import html
 import io
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import cv2
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
+from ipyevents import Event
 from matplotlib.figure import Figure
 
 from ..errors import DLabelError, StoreError
 
 __all__ = [
-    "BLANK_PNG", "new_figure", "figure_png", "frame_png", "png_size", "chart_image", "show_png", "table_html",
-    "text_html", "store_is_closed", "switch_off", "run_shown", "handler", "short_ids", "default_author",
+    "BLANK_PNG",
+    "new_figure",
+    "figure_png",
+    "frame_png",
+    "png_size",
+    "chart_image",
+    "show_png",
+    "table_html",
+    "text_html",
+    "store_is_closed",
+    "switch_off",
+    "run_shown",
+    "handler",
+    "short_ids",
+    "default_author",
+    "NUMBER_KEYS",
+    "class_buttons",
+    "key_actions",
+    "press_key",
+    "keys_hint",
+    "key_events",
 ]
 
 
@@ -102,8 +123,11 @@ def chart_image() -> widgets.Image:
         >>> chart_image().layout.display
         'none'
     """
-    return widgets.Image(value=BLANK_PNG, format="png",
-                         layout=widgets.Layout(display="none", object_fit="contain", align_self="flex-start"))
+    return widgets.Image(
+        value=BLANK_PNG,
+        format="png",
+        layout=widgets.Layout(display="none", object_fit="contain", align_self="flex-start"),
+    )
 
 
 def show_png(image: widgets.Image, png: bytes | None) -> None:
@@ -177,14 +201,15 @@ def switch_off(view: widgets.Box, message: str) -> None:
         if w.has_trait("disabled"):
             w.disabled = True
     if getattr(view, "switched_off", None) is None:
-        view.switched_off = widgets.HTML(
-            f'<div style="color:#b00020;font-weight:bold">{html.escape(message)}</div>')
+        view.switched_off = widgets.HTML(f'<div style="color:#b00020;font-weight:bold">{html.escape(message)}</div>')
         view.children = (view.switched_off, *view.children)
 
 
 def _closed_message(store: Any) -> str:
-    return (f"The payload store {getattr(store, 'path', store)} is closed: this widget is switched off. "
-            "Open the store again (PayloadStore(path)) and build a new widget to go on.")
+    return (
+        f"The payload store {getattr(store, 'path', store)} is closed: this widget is switched off. "
+        "Open the store again (PayloadStore(path)) and build a new widget to go on."
+    )
 
 
 def run_shown(view: Any, action: Callable, *args: Any) -> Any:
@@ -272,3 +297,108 @@ def default_author() -> str:
         return getpass.getuser() or "unknown"
     except (KeyError, OSError):  # no user name in the environment nor in the password database
         return "unknown"
+
+
+# -- keys: one scheme for every labelling widget ------------------------------------------------
+NUMBER_KEYS = "123456789"
+"""The class keys, one per class in the model's class order (the first nine classes get one)."""
+
+
+def class_buttons(
+    view: Any, classes: Sequence[str], action: Callable[[str], Any]
+) -> tuple[dict[str, widgets.Button], dict[str, str]]:
+    """One button per class, labelled with its key (``"1 circle"``), whose click runs ``action(cls)`` shown in ``view``.
+
+    Returns:
+        ``(buttons, class_keys)``: class name -> button, class name -> its number key (the first nine).
+
+    Example:
+        >>> view = widgets.VBox(); view.output, view.errors = widgets.Output(), []
+        >>> buttons, keys = class_buttons(view, ["circle", "square"], print)
+        >>> buttons["square"].description, keys["square"]
+        ('2 square', '2')
+    """
+    class_keys = dict(zip(classes, NUMBER_KEYS, strict=False))
+    buttons = {
+        c: widgets.Button(
+            description=f"{class_keys[c]} {c}" if c in class_keys else c,
+            button_style="primary",
+            tooltip=f"key {class_keys.get(c, '-')}",
+        )
+        for c in classes
+    }
+    for cls, button in buttons.items():
+        button.on_click(handler(view, action, cls))
+    return buttons, class_keys
+
+
+def key_actions(
+    buttons: Mapping[str, widgets.Button],
+    class_keys: Mapping[str, str],
+    action: Callable[[str], Any],
+    **others: tuple[widgets.Widget, Callable[[], Any]],
+) -> dict[str, tuple[widgets.Widget, Callable]]:
+    """Key -> ``(control, action)``: each class's number key, then ``others`` (``s=(skip_button, skip)``).
+
+    The key's action runs only while its control is on (see :func:`press_key`).
+    Use ``space`` for the space bar.
+
+    Example:
+        >>> b = {"circle": widgets.Button()}
+        >>> sorted(key_actions(b, {"circle": "1"}, print, s=(widgets.Button(), print)))
+        ['1', 's']
+    """
+    actions: dict[str, tuple[widgets.Widget, Callable]] = {
+        key: (buttons[cls], functools.partial(action, cls)) for cls, key in class_keys.items()
+    }
+    for name, bound in others.items():
+        actions[" " if name == "space" else name] = bound
+    return actions
+
+
+def press_key(actions: Mapping[str, tuple[widgets.Widget, Callable]], key: str) -> bool:
+    """Run the action bound to ``key`` (letters in either case) if its control is on.
+
+    Returns:
+        Whether the key means something now.
+
+    Example:
+        >>> press_key({"s": (widgets.Button(), lambda: None)}, "S")
+        True
+    """
+    bound = actions.get(key) or actions.get(key.lower())
+    if bound is None or bound[0].disabled:
+        return False
+    bound[1]()
+    return True
+
+
+def keys_hint(n_classes: int, extra: str) -> widgets.HTML:
+    """The hint line under a labelling widget's buttons.
+
+    Example:
+        >>> keys_hint(3, "s skip").value
+        '<p>keys, with the pointer over this widget: 1-3 class, s skip</p>'
+    """
+    return widgets.HTML(text_html(f"keys, with the pointer over this widget: 1-{min(n_classes, 9)} class, {extra}"))
+
+
+def key_events(view: Any) -> Event:
+    """An ipyevents ``Event`` that sends ``view``'s keydowns (no Ctrl, Alt, Meta) to ``view.press(key)``.
+
+    The notebook's own shortcuts do not fire as well (``prevent_default_action``);
+    what ``press`` raises is shown inside the view (:func:`run_shown`).
+
+    Example:
+        >>> w.key_events = key_events(w)  # doctest: +SKIP
+    """
+    events = Event(
+        source=view, watched_events=["keydown"], prevent_default_action=True, ignore_modifier_key_events=True
+    )
+
+    def on_key(event: dict) -> None:
+        if event.get("type") == "keydown" and not any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
+            run_shown(view, view.press, str(event.get("key", "")))
+
+    events.on_dom_event(on_key)
+    return events

@@ -12,6 +12,11 @@ parameters, with the reviewer and the time, as a params version that
 ``retrain(store, version, params=<id>)`` uses (see
 :func:`~dlabel_lab.explain.review.save_reviewed_params`).
 
+Layout: the clip menu, then the heatmap overlay and the per-frame bars side
+by side (each drawn at its own pixel size), then tabs: the review (first),
+the clip's tags and factors, the neuron functions, the implicated factors;
+long lists scroll inside their tab, so the widget stays about a screen tall.
+
 Example:
     >>> viewer = AttributionViewer(analysis, params, store=store, author="ana")  # doctest: +SKIP
     >>> viewer.toggles["brightness"].value = False  # doctest: +SKIP
@@ -46,14 +51,19 @@ from ._common import (
 
 __all__ = ["AttributionViewer", "overlay_figure", "reject_params", "review_row_html"]
 
-FRAME_BARS_SIZE = (4.0, 2.6)  # inches: 360 x 234 px at the widgets' 90 dpi
-FRAME_INCHES = (1.7, 2.0)  # one overlaid frame
+FRAME_BARS_SIZE = (2.8, 1.8)  # inches: 252 x 162 px at the widgets' 90 dpi, beside the overlay
+OVERLAY_INCHES = 6.4  # widest the overlay gets (576 px): it and the frame bars share one row of a notebook
+FRAME_INCHES = 1.4  # widest one overlaid frame gets; more frames share the overlay's width
+TITLE_INCHES = 0.3  # a frame's title ("t=3") above it
 COLORBAR_INCHES = 0.8  # the overlay's colorbar and its label
+SCROLL_HEIGHT = "300px"  # tables in the tabs scroll past this; the review list past REVIEW_HEIGHT
+REVIEW_HEIGHT = "420px"
 REJECTED_STYLE = "text-decoration:line-through;color:#b00020"
 
 
-def reject_params(params: TransformationParams, rejected: list[str], *, note: str = "rejected by a person") -> (
-        TransformationParams):
+def reject_params(
+    params: TransformationParams, rejected: list[str], *, note: str = "rejected by a person"
+) -> TransformationParams:
     """``params`` with the ``rejected`` parameters reset (see :meth:`TransformationParams.reject`).
 
     Example:
@@ -102,6 +112,9 @@ def review_row_html(row: Any, *, accepted: bool, candidate: Any) -> str:  # noqa
 def overlay_figure(frames: np.ndarray, heatmap: np.ndarray, *, max_frames: int = 8) -> Figure:
     """Frames with their attribution heatmaps overlaid on one colour scale, and its colorbar.
 
+    One row, at most :data:`OVERLAY_INCHES` wide: each frame gets up to
+    :data:`FRAME_INCHES` at its own aspect ratio, more frames get less each.
+
     Example:
         >>> fig = overlay_figure(np.zeros((4, 8, 8, 3), np.uint8), np.ones((4, 2, 2)), max_frames=2)
         >>> fig.axes[-1].get_ylabel()
@@ -109,7 +122,9 @@ def overlay_figure(frames: np.ndarray, heatmap: np.ndarray, *, max_frames: int =
     """
     frames = np.asarray(frames)
     shown = min(max_frames, frames.shape[0])
-    fig, axes = new_figure((FRAME_INCHES[0] * shown + COLORBAR_INCHES, FRAME_INCHES[1]), ncols=shown)
+    width = min(FRAME_INCHES, (OVERLAY_INCHES - COLORBAR_INCHES) / shown)  # one row, at most OVERLAY_INCHES wide
+    aspect = frames.shape[1] / frames.shape[2] if frames.ndim == 4 else 1.0  # height / width of a frame
+    fig, axes = new_figure((width * shown + COLORBAR_INCHES, width * aspect + TITLE_INCHES), ncols=shown)
     axes = plot_attribution_overlay(frames, heatmap, max_frames=max_frames, axes=axes)
     # every frame shares one colour scale (vmin/vmax), so one colorbar reads them all
     fig.colorbar(axes[-1].images[-1], ax=list(axes), shrink=0.85, label="attribution")
@@ -140,6 +155,7 @@ class AttributionViewer(widgets.VBox):
         author: The reviewer's name (a ``Text``).
         save_button: Saves the review (:meth:`save`).
         params_version: The id of the last saved review, else ``None``.
+        tabs: The review, the clip's tags and factors, neuron functions, implicated factors.
         errors: Errors raised by the widget's own controls (also shown in ``output``).
 
     Example:
@@ -147,8 +163,15 @@ class AttributionViewer(widgets.VBox):
         >>> viewer.accepted_params().describe()  # doctest: +SKIP
     """
 
-    def __init__(self, analysis: Any, params: TransformationParams, *, store: Any = None, author: str | None = None,
-                 max_frames: int = 8) -> None:
+    def __init__(
+        self,
+        analysis: Any,
+        params: TransformationParams,
+        *,
+        store: Any = None,
+        author: str | None = None,
+        max_frames: int = 8,
+    ) -> None:
         self.analysis = analysis
         self.params = params
         self.store = store
@@ -159,10 +182,13 @@ class AttributionViewer(widgets.VBox):
         n = len(analysis.scoring_ids)
         wrong_first = sorted(range(n), key=lambda i: (bool(analysis.correct[i]), i))
         short = short_ids(str(s) for s in analysis.scoring_ids)
-        self.clip = widgets.Dropdown(options=[(_clip_label(i, analysis, short), i) for i in wrong_first],
-                                     description="clip", layout=widgets.Layout(width="36em"))
+        self.clip = widgets.Dropdown(
+            options=[(_clip_label(i, analysis, short), i) for i in wrong_first],
+            description="clip",
+            layout=widgets.Layout(width="36em"),
+        )
         self.overlay = chart_image()
-        self.frame_bars = chart_image()  # sized to its PNG: the tables beside it cannot stretch it
+        self.frame_bars = chart_image()  # sized to its PNG: nothing beside it can stretch it
         self.clip_info = widgets.HTML()
         self.clip.observe(handler(self, self.show_clip), names="value")
         self._described = params.describe().set_index("parameter", drop=False)
@@ -172,34 +198,76 @@ class AttributionViewer(widgets.VBox):
         for name, candidate in self._candidates.items():
             applied = self._described.loc[name, "value"] is not None
             self.toggles[name] = widgets.ToggleButtons(
-                options=[("accept", True), ("reject", False)], value=applied, disabled=candidate is None,
-                tooltips=["apply it when retraining", "retrain without it"], style={"button_width": "5em"},
-                layout=widgets.Layout(flex="0 0 auto", width="11.5em"))  # side by side, never squeezed
-            self.review[name] = widgets.HTML()
+                options=[("accept", True), ("reject", False)],
+                value=applied,
+                disabled=candidate is None,
+                tooltips=["apply it when retraining", "retrain without it"],
+                style={"button_width": "5em"},
+                layout=widgets.Layout(flex="0 0 auto", width="11.5em"),
+            )  # side by side, never squeezed
+            self.review[name] = widgets.HTML(layout=widgets.Layout(flex="1 1 0", min_width="0"))  # wraps its text
             self.toggles[name].observe(handler(self, self.show_review), names="value")
         self.summary = widgets.HTML()
-        self.author = widgets.Text(value=author or default_author(), description="reviewer",
-                                   layout=widgets.Layout(width="18em"))
-        self.save_button = widgets.Button(description="Save review", icon="save", button_style="primary",
-                                          disabled=store is None,
-                                          tooltip="store the reviewed parameters as a params version for retrain")
+        self.author = widgets.Text(
+            value=author or default_author(), description="reviewer", layout=widgets.Layout(width="18em")
+        )
+        self.save_button = widgets.Button(
+            description="Save review",
+            icon="save",
+            button_style="primary",
+            disabled=store is None,
+            tooltip="store the reviewed parameters as a params version for retrain",
+        )
         self.save_button.on_click(handler(self, self.save))
-        self.saved = widgets.HTML(text_html("not saved yet" if store is not None
-                                            else "no store given: AttributionViewer(..., store=store) saves"))
-        review_box = widgets.VBox([
-            self.summary, *(widgets.HBox([self.toggles[k], self.review[k]]) for k in self.toggles),
-            widgets.HBox([self.author, self.save_button]), self.saved,
-        ])
-        model_tabs = widgets.Tab([
-            review_box,
-            widgets.HTML(table_html(getattr(analysis, "functions", None), max_rows=40)),
-            widgets.HTML(table_html(getattr(analysis, "implicated_factors", None))),
-        ], titles=("review parameters", "neuron functions", "implicated factors"))
-        super().__init__([
-            widgets.HTML(text_html(f"model {analysis.model_version}: {n} clips, "
-                                   f"{int(np.sum(~np.asarray(analysis.correct, bool)))} predicted wrong", tag="b")),
-            self.clip, self.overlay, widgets.HBox([self.frame_bars, self.clip_info]), model_tabs, self.output,
-        ])
+        self.saved = widgets.HTML(
+            text_html(
+                "not saved yet" if store is not None else "no store given: AttributionViewer(..., store=store) saves"
+            )
+        )
+        rows = widgets.VBox(
+            # rows keep their height (flex 0 0 auto): past REVIEW_HEIGHT the list scrolls, rows are never squashed
+            [
+                widgets.HBox([self.toggles[k], self.review[k]], layout=widgets.Layout(flex="0 0 auto"))
+                for k in self.toggles
+            ],
+            layout=widgets.Layout(max_height=REVIEW_HEIGHT, overflow="auto"),
+        )
+        review_box = widgets.VBox([self.summary, rows, widgets.HBox([self.author, self.save_button]), self.saved])
+        self.clip_info.layout = widgets.Layout(max_height=SCROLL_HEIGHT, overflow="auto")
+
+        def scrolled(value: str) -> widgets.HTML:
+            return widgets.HTML(value, layout=widgets.Layout(max_height=SCROLL_HEIGHT, overflow="auto"))
+
+        self.tabs = widgets.Tab(
+            [
+                review_box,
+                self.clip_info,
+                scrolled(table_html(getattr(analysis, "functions", None), max_rows=40)),
+                scrolled(table_html(getattr(analysis, "implicated_factors", None))),
+            ],
+            titles=("review parameters", "clip tags and factors", "neuron functions", "implicated factors"),
+        )
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="flex-start")
+        super().__init__(
+            [
+                widgets.HBox(
+                    [
+                        widgets.HTML(
+                            text_html(
+                                f"model {analysis.model_version}: {n} clips, "
+                                f"{int(np.sum(~np.asarray(analysis.correct, bool)))} predicted wrong",
+                                tag="b",
+                            )
+                        ),
+                        self.clip,
+                    ],
+                    layout=wrap,
+                ),
+                widgets.HBox([self.overlay, self.frame_bars], layout=wrap),
+                self.tabs,
+                self.output,
+            ]
+        )
         self.show_review()
         if n:
             self.show_clip()
@@ -216,11 +284,21 @@ class AttributionViewer(widgets.VBox):
         plot_frame_attribution(np.asarray(a.frame_profile[i]), ax=ax)
         show_png(self.frame_bars, figure_png(fig))
         sid = a.scoring_ids[i]
-        tags = a.tags[a.tags["scoring_id"] == sid].drop(columns="scoring_id") if "scoring_id" in a.tags \
+        tags = (
+            a.tags[a.tags["scoring_id"] == sid].drop(columns="scoring_id")
+            if "scoring_id" in a.tags
             else a.tags.iloc[:0]
-        factors = a.factors[a.factors["scoring_id"] == sid].drop(columns="scoring_id").T if "scoring_id" in a.factors \
+        )
+        factors = (
+            a.factors[a.factors["scoring_id"] == sid].drop(columns="scoring_id").T
+            if "scoring_id" in a.factors
             else None
-        self.clip_info.value = "<b>tags</b>" + table_html(tags) + "<b>factors</b>" + table_html(factors)
+        )
+        self.clip_info.value = (
+            '<div style="display:flex;flex-flow:row wrap;gap:0 2em;align-items:flex-start">'
+            f"<div><b>tags</b>{table_html(tags)}</div>"
+            f"<div><b>factors</b>{table_html(factors)}</div></div>"
+        )
 
     def show_review(self, change: dict | None = None) -> None:
         """Redraw every parameter's row (rejected ones struck through) and the count of decisions.
@@ -229,11 +307,13 @@ class AttributionViewer(widgets.VBox):
             >>> viewer.toggles["blur"].value = False  # calls show_review  # doctest: +SKIP
         """
         for name, toggle in self.toggles.items():
-            self.review[name].value = review_row_html(self._described.loc[name], accepted=bool(toggle.value),
-                                                      candidate=self._candidates[name])
+            self.review[name].value = review_row_html(
+                self._described.loc[name], accepted=bool(toggle.value), candidate=self._candidates[name]
+            )
         accepted, rejected = self.accepted(), self.rejected()
-        self.summary.value = (f"<b>{len(accepted)} of {len(self.toggles)} parameters accepted</b>"
-                              + (f"; rejected: {html.escape(', '.join(rejected))}" if rejected else ""))
+        self.summary.value = f"<b>{len(accepted)} of {len(self.toggles)} parameters accepted</b>" + (
+            f"; rejected: {html.escape(', '.join(rejected))}" if rejected else ""
+        )
 
     def accepted(self) -> list[str]:
         """Names of the parameters currently accepted.
@@ -275,14 +355,17 @@ class AttributionViewer(widgets.VBox):
             'shapes-v1-reviewed-v1'
         """
         if self.store is None:
-            raise ConfigError("this viewer has no store to save in: build it with AttributionViewer(analysis, params, "
-                              "store=store)")
+            raise ConfigError(
+                "this viewer has no store to save in: build it with AttributionViewer(analysis, params, store=store)"
+            )
         version = str(self.analysis.model_version)
-        self.params_version = save_reviewed_params(self.store, self.params, accepted=self.accepted(),
-                                                   author=self.author.value.strip(), model_version=version)
+        self.params_version = save_reviewed_params(
+            self.store, self.params, accepted=self.accepted(), author=self.author.value.strip(), model_version=version
+        )
         done = params_review(self.store, self.params_version)
         self.saved.value = text_html(
             f"saved as {self.params_version} by {done['author']} at {done['reviewed_at']:%Y-%m-%d %H:%M:%S} UTC "
             f"({len(done['accepted'])} accepted, {len(done['rejected'])} rejected); "
-            f"retrain with retrain(store, {version!r}, params={self.params_version!r})")
+            f"retrain with retrain(store, {version!r}, params={self.params_version!r})"
+        )
         return self.params_version

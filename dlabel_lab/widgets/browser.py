@@ -10,8 +10,10 @@ and how many rows match. Selecting rows shows the last one's frames (the
 frames its model saw, rebuilt from the raw clip and its logged record), its
 probabilities and its score history, and "Relabel n selected" gives every
 selected clip the chosen class in one action: one append-only user score per
-clip with its author. The metrics tab evaluates the rows of the current
-filter. A filter set to "any" (``ANY``, the empty string: no label, version
+clip with its author. The grid shows a short id (head and unique tail of the
+scoring id) and the clip's file name, in columns as wide as their text; the
+selected clip's details show its whole scoring id. The metrics tab evaluates
+the rows of the current filter. A filter set to "any" (``ANY``, the empty string: no label, version
 or tag is empty) does not filter.
 
 Example:
@@ -38,6 +40,7 @@ from ..plots import plot_confusion, plot_filmstrip
 from ._common import chart_image, default_author, figure_png, handler, new_figure, show_png, table_html, text_html
 from .grid import (
     BULK_SOURCE,
+    column_widths,
     grid_filters_text,
     grid_frame,
     grid_rows,
@@ -66,8 +69,13 @@ def store_filters_text(filters: dict[str, Any]) -> str:
         >>> store_filters_text({"model_version": "shapes-v1", "correct": False, "min_confidence": 0.3})
         'model version shapes-v1, prediction wrong, confidence ≥ 0.3'
     """
-    words = {"model_version": "model version", "label": "user label", "prediction": "prediction",
-             "label_source": "label source", "tags": "tag"}
+    words = {
+        "model_version": "model version",
+        "label": "user label",
+        "prediction": "prediction",
+        "label_source": "label source",
+        "tags": "tag",
+    }
     parts = []
     for key, value in filters.items():
         if key == "correct":
@@ -107,8 +115,9 @@ class DatasetBrowser(widgets.VBox):
         {'model_version': 'shapes-v1', 'label': 'circle'}
     """
 
-    def __init__(self, store, *, max_rows: int = 1000, author: str | None = None,
-                 relabel_source: str = BULK_SOURCE) -> None:
+    def __init__(
+        self, store, *, max_rows: int = 1000, author: str | None = None, relabel_source: str = BULK_SOURCE
+    ) -> None:
         self.store = store
         self.max_rows = max_rows
         self.relabel_source = relabel_source
@@ -121,18 +130,29 @@ class DatasetBrowser(widgets.VBox):
         self.prediction = widgets.Dropdown(description="prediction", style=style)
         self.tag = widgets.Dropdown(description="tag", style=style)
         self.source = widgets.Dropdown(description="label source", style=style)
-        self.correct = widgets.ToggleButtons(options=[("all", ANY), ("correct", True), ("wrong", False)], value=ANY,
-                                             description="prediction is", style={**style, "button_width": "5.5em"})
-        self.confidence = widgets.FloatRangeSlider(value=(0.0, 1.0), min=0.0, max=1.0, step=0.01,
-                                                   description="confidence", readout_format=".2f", style=style)
+        self.correct = widgets.ToggleButtons(
+            options=[("all", ANY), ("correct", True), ("wrong", False)],
+            value=ANY,
+            description="prediction is",
+            style={**style, "button_width": "5.5em"},
+            layout=widgets.Layout(flex="0 0 auto"),  # its three buttons stay on one line
+        )
+        self.confidence = widgets.FloatRangeSlider(
+            value=(0.0, 1.0), min=0.0, max=1.0, step=0.01, description="confidence", readout_format=".2f", style=style
+        )
         self.state = widgets.HTML()
         self.grid = make_grid(grid_frame(self.records))
         self.relabel_to = widgets.Dropdown(description="relabel as", style=style)
-        self.author = widgets.Text(value=author or default_author(), description="author", style=style,
-                                   layout=widgets.Layout(width="16em"))
-        self.relabel_button = widgets.Button(description="Relabel 0 selected", icon="tags", disabled=True,
-                                             tooltip="one new user score per selected clip; the history stays",
-                                             layout=widgets.Layout(width="auto"))
+        self.author = widgets.Text(
+            value=author or default_author(), description="author", style=style, layout=widgets.Layout(width="16em")
+        )
+        self.relabel_button = widgets.Button(
+            description="Relabel 0 selected",
+            icon="tags",
+            disabled=True,
+            tooltip="one new user score per selected clip; the history stays",
+            layout=widgets.Layout(width="auto"),
+        )
         self.relabel_button.on_click(handler(self, self.relabel_selected))
         self.relabelled = widgets.HTML()
         self.filmstrip = chart_image()
@@ -149,14 +169,29 @@ class DatasetBrowser(widgets.VBox):
             w.observe(handler(self, self.refresh), names="value")
         self.grid.observe(handler(self, self.show_selection), names="selections")
         self.grid.observe(handler(self, self.show_state), names=["_transforms", "_visible_rows"])
-        tabs = widgets.Tab([
-            widgets.VBox([self.filmstrip, self.details]), widgets.HBox([self.metrics, self.confusion]), self.unmatched,
-        ], titles=("selected clip", "metrics", "unmatched"))
-        super().__init__([
-            widgets.HBox([self.version, self.label, self.prediction, self.tag]),
-            widgets.HBox([self.source, self.correct, self.confidence, self.reload_button]), self.state, self.grid,
-            widgets.HBox([self.relabel_to, self.author, self.relabel_button]), self.relabelled, tabs, self.output,
-        ])
+        tabs = widgets.Tab(
+            [
+                widgets.VBox([self.filmstrip, self.details]),
+                widgets.HBox([self.metrics, self.confusion]),
+                self.unmatched,
+            ],
+            titles=("selected clip", "metrics", "unmatched"),
+        )
+        super().__init__(
+            [
+                widgets.HBox([self.version, self.label, self.prediction, self.tag]),
+                widgets.HBox(
+                    [self.source, self.correct, self.confidence, self.reload_button],
+                    layout=widgets.Layout(flex_flow="row wrap"),
+                ),
+                self.state,
+                self.grid,
+                widgets.HBox([self.relabel_to, self.author, self.relabel_button]),
+                self.relabelled,
+                tabs,
+                self.output,
+            ]
+        )
         self.refresh()
 
     ANY = ANY
@@ -203,10 +238,14 @@ class DatasetBrowser(widgets.VBox):
         """
         lo, hi = self.confidence.value
         given = {
-            "model_version": self.version.value, "label": self.label.value, "prediction": self.prediction.value,
-            "correct": self.correct.value, "tags": [self.tag.value] if self.tag.value != ANY else None,
+            "model_version": self.version.value,
+            "label": self.label.value,
+            "prediction": self.prediction.value,
+            "correct": self.correct.value,
+            "tags": [self.tag.value] if self.tag.value != ANY else None,
             "label_source": self.source.value,
-            "min_confidence": lo if lo > 0 else None, "max_confidence": hi if hi < 1 else None,
+            "min_confidence": lo if lo > 0 else None,
+            "max_confidence": hi if hi < 1 else None,
         }
         return {k: v for k, v in given.items() if v is not None and v != ANY}
 
@@ -234,7 +273,9 @@ class DatasetBrowser(widgets.VBox):
         self.records = self.store.matched(**self.filters()).order("received_at, scoring_id, model_version").df()
         self.grid.selections = []
         self.grid._visible_rows = []  # the browser reports the new view once it has the new rows
-        self.grid.data = grid_frame(self.records.head(self.max_rows))
+        frame = grid_frame(self.records.head(self.max_rows))
+        self.grid.column_widths = column_widths(frame)  # the new text fits: the grid cuts what does not
+        self.grid.data = frame
         self.show_selection()
         self._show_metrics()
         self.unmatched.value = table_html(self.store.unmatched(), max_rows=50)
@@ -301,10 +342,11 @@ class DatasetBrowser(widgets.VBox):
         """
         ids = list(dict.fromkeys(sid for sid, _ in self.selected()))
         label, author = self.relabel_to.value, self.author.value
-        label_ids = relabel(self.store, ids, label, author=author, source=self.relabel_source,
-                            classes=self._classes)
-        self.relabelled.value = text_html(f"relabelled {len(ids)} clips as {label} (by {author.strip()}, "
-                                          f"source {self.relabel_source}); their earlier labels stay in the history")
+        label_ids = relabel(self.store, ids, label, author=author, source=self.relabel_source, classes=self._classes)
+        self.relabelled.value = text_html(
+            f"relabelled {len(ids)} clips as {label} (by {author.strip()}, "
+            f"source {self.relabel_source}); their earlier labels stay in the history"
+        )
         self.update_options()  # a new label source
         self.refresh()
         return label_ids
@@ -342,6 +384,10 @@ class DatasetBrowser(widgets.VBox):
         classes = self.store.get_model(version)["classes"]
         probs = pd.DataFrame({"class": classes, "probability": list(row["probabilities"])})
         history = self.store.score_history(sid)[["label", "source", "author", "labelled_at", "is_latest"]]
-        self.details.value = (text_html(f"{name}: user label {row['user_label']}, predicted {row['predicted_label']}")
-                              + table_html(probs) + "<b>score history</b>" + table_html(history)
-                              + f"<small>{html.escape(sid)}</small>")
+        self.details.value = (
+            text_html(f"{name}: user label {row['user_label']}, predicted {row['predicted_label']}")
+            + table_html(probs)
+            + "<b>score history</b>"
+            + table_html(history)
+            + f"<small>scoring id <code>{html.escape(sid)}</code></small>"
+        )

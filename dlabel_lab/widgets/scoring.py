@@ -7,6 +7,11 @@ append-only, so Undo does not delete anything: it goes back one clip, and the
 next click logs a *new* score row for the same scoring id
 (``source="human-correction"``); the latest label wins and the history stays.
 
+Frames play at the clip's own frame rate: the slider runs over the clip's
+native frame numbers (with the time in seconds), each shows the nearest
+decoded display frame at or before it, and a strip under the slider marks the
+frames the model sees (the ingest endpoint's spec).
+
 Keys (with the pointer over the widget): the number on a class button scores
 that class, ``s`` skips, ``u`` undoes, space plays or pauses the frames.
 ipyevents (BSD-3-Clause) brings the browser's key events to Python; no
@@ -28,28 +33,29 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import ipywidgets as widgets
-from ipyevents import Event
 
 from ..errors import ConfigError, MediaError, UnknownLabel
-from ..media.video import ClipSpec, read_clip
+from ..media.video import Clip, ClipSpec, _sample_indices, read_clip
 from ..plots import plot_filmstrip
 from ..serving.endpoints import IngestEndpoint, ScoringResult
 from ._common import (
-    BLANK_PNG,
     chart_image,
+    class_buttons,
     figure_png,
-    frame_png,
     handler,
+    key_actions,
+    key_events,
+    keys_hint,
     new_figure,
-    run_shown,
+    press_key,
     show_png,
     text_html,
 )
+from ._player import ClipPlayer
 
 __all__ = ["ScoringWidget"]
 
-DISPLAY_SPEC = ClipSpec(frames=16, size=128)
-NUMBER_KEYS = "123456789"  # one per class, in the model's class order
+DISPLAY_SPEC = ClipSpec(frames=48, size=128)  # display only: 48 small frames (a shorter clip gives each once)
 
 
 def _clip_paths(clips: Sequence) -> list[str]:
@@ -74,7 +80,7 @@ class ScoringWidget(widgets.VBox):
         ingest: The ingest endpoint (from :func:`~dlabel_lab.endpoints.deploy`).
         clips: Clip paths, or manifest rows with a ``path`` (``read_manifest``).
         display_spec: How frames are sampled and sized for display only (the
-            model sees the ingest endpoint's own spec).
+            model sees the ingest endpoint's own spec, marked on the strip).
 
     Attributes:
         buttons: Class name -> button, in the model's class order; the first
@@ -83,6 +89,8 @@ class ScoringWidget(widgets.VBox):
         skip_button: Moves on without scoring (key ``s``).
         undo_button: Goes back one clip; the next class click corrects its score (key ``u``).
         key_events: The ipyevents ``Event`` that delivers key presses to :meth:`press`.
+        player: The :class:`~dlabel_lab.widgets._player.ClipPlayer`: ``frame``,
+            ``play`` and ``slider`` are its image, Play and slider over native frames.
         results: One :class:`~dlabel_lab.endpoints.ScoringResult` per scored
             clip, in scoring order (a correction updates its ``label``).
         position: Index of the clip shown (``len(clips)`` when done).
@@ -107,41 +115,44 @@ class ScoringWidget(widgets.VBox):
         self.errors: list[Exception] = []
         self._by_position: dict[int, int] = {}  # clip index -> index into results
         self._done: list[int] = []  # clip indices acted on (scored or skipped), for Undo
-        self._frames: list[bytes] = []
 
         self.output = widgets.Output()
         self.header = widgets.HTML()
         self.clip_error = widgets.HTML()
         self.progress = widgets.IntProgress(min=0, max=len(self.paths), description="done")
         self.progress_text = widgets.HTML()
-        self.frame = widgets.Image(value=BLANK_PNG, format="png", width=256, height=256)
-        self.play = widgets.Play(min=0, max=0, interval=150, description="play")
-        self.slider = widgets.IntSlider(min=0, max=0, description="frame", continuous_update=True)
-        widgets.jslink((self.play, "value"), (self.slider, "value"))
-        self.slider.observe(self._show_frame, names="value")
+        self.player = ClipPlayer()
+        self.frame, self.play, self.slider = self.player.image, self.player.play, self.player.slider
         self.filmstrip = chart_image()
-        self.class_keys = dict(zip(ingest.classes, NUMBER_KEYS, strict=False))  # the first nine
-        self.buttons = {c: widgets.Button(description=f"{self.class_keys[c]} {c}" if c in self.class_keys else c,
-                                          button_style="primary", tooltip=f"key {self.class_keys.get(c, '-')}")
-                        for c in ingest.classes}
-        for cls, button in self.buttons.items():
-            button.on_click(handler(self, self.score, cls))
+        self.buttons, self.class_keys = class_buttons(self, ingest.classes, self.score)
         self.skip_button = widgets.Button(description="Skip (s)", icon="forward")
         self.skip_button.on_click(handler(self, self.skip))
         self.undo_button = widgets.Button(description="Undo (u)", icon="undo", disabled=True)
         self.undo_button.on_click(handler(self, self.undo))
         self.answer = widgets.HTML()
-        hint = widgets.HTML(text_html("keys, with the pointer over this widget: "
-                                      f"1-{min(len(self.buttons), 9)} class, s skip, u undo, space play/pause"))
-        super().__init__([
-            self.header, widgets.HBox([self.progress, self.progress_text]), self.clip_error, self.frame,
-            widgets.HBox([self.play, self.slider]), self.filmstrip,
-            widgets.HBox(list(self.buttons.values())), widgets.HBox([self.skip_button, self.undo_button]), hint,
-            self.answer, self.output,
-        ])
-        self.key_events = Event(source=self, watched_events=["keydown"], prevent_default_action=True,
-                                ignore_modifier_key_events=True)
-        self.key_events.on_dom_event(self._on_key)
+        self._keys = key_actions(
+            self.buttons,
+            self.class_keys,
+            self.score,
+            s=(self.skip_button, self.skip),
+            u=(self.undo_button, self.undo),
+            space=(self.play, self.toggle_play),
+        )
+        super().__init__(
+            [
+                self.header,
+                widgets.HBox([self.progress, self.progress_text]),
+                self.clip_error,
+                self.player,
+                self.filmstrip,
+                widgets.HBox(list(self.buttons.values())),
+                widgets.HBox([self.skip_button, self.undo_button]),
+                keys_hint(len(self.buttons), "s skip, u undo, space play/pause"),
+                self.answer,
+                self.output,
+            ]
+        )
+        self.key_events = key_events(self)
         self._show_clip()
 
     # -- actions (each a few lines that call the package) -----------------------------
@@ -211,13 +222,25 @@ class ScoringWidget(widgets.VBox):
         self._show_clip()
 
     def toggle_play(self) -> None:
-        """Play the shown clip's frames, or pause them.
+        """Play the shown clip at its own frame rate from the slider's frame, or pause it.
 
         Example:
             >>> w.toggle_play(); w.play.playing  # doctest: +SKIP
             True
         """
-        self.play.playing = not self.play.playing
+        self.player.toggle()
+
+    def model_indices(self, frame_count: int) -> list[int]:
+        """The native frame numbers the model sees in a clip of ``frame_count`` frames (the ingest spec's sampling).
+
+        Example:
+            >>> w.model_indices(250)[:3]  # the default spec: 8 frames spread evenly  # doctest: +SKIP
+            [0, 36, 71]
+        """
+        try:
+            return _sample_indices(max(int(frame_count), 1), self.ingest.spec)
+        except ConfigError:  # explicit indices past this clip's end: the model cannot score it; mark nothing
+            return []
 
     def press(self, key: str) -> bool:
         """Do what ``key`` stands for: a class's number scores it, ``s`` skips, ``u`` undoes, space plays.
@@ -230,23 +253,7 @@ class ScoringWidget(widgets.VBox):
             >>> w.press("1")  # scores the first class, like a click on "1 circle"  # doctest: +SKIP
             True
         """
-        by_key = {k: c for c, k in self.class_keys.items()}
-        if key in by_key and not self.buttons[by_key[key]].disabled:
-            self.score(by_key[key])
-        elif key.lower() == "s" and not self.skip_button.disabled:
-            self.skip()
-        elif key.lower() == "u" and not self.undo_button.disabled:
-            self.undo()
-        elif key == " " and not self.play.disabled:
-            self.toggle_play()
-        else:
-            return False
-        return True
-
-    def _on_key(self, event: dict) -> None:
-        """What ipyevents calls with the browser's key event (a dict: ``type``, ``key``, modifier flags)."""
-        if event.get("type") == "keydown" and not any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
-            run_shown(self, self.press, str(event.get("key", "")))
+        return press_key(self._keys, key)
 
     # -- view ---------------------------------------------------------------------------
     def _advance(self) -> None:
@@ -267,14 +274,15 @@ class ScoringWidget(widgets.VBox):
     def _show_progress(self) -> None:
         n, scored, skipped = len(self.paths), len(self.results), len(self.skipped)
         self.progress.value = scored + skipped
-        self.progress_text.value = text_html(f"{scored + skipped} of {n} ({scored} scored, {skipped} skipped)",
-                                             tag="span")
+        self.progress_text.value = text_html(
+            f"{scored + skipped} of {n} ({scored} scored, {skipped} skipped)", tag="span"
+        )
 
     def _show_clip(self) -> None:
         n = len(self.paths)
         self._show_progress()
         self.undo_button.disabled = not self._done
-        self.play.playing = False
+        self.player.play.playing = False
         done = self.position >= n
         if done:
             self.header.value = f"<b>all {n} clips done</b>: {len(self.results)} scored, {len(self.skipped)} skipped"
@@ -286,36 +294,30 @@ class ScoringWidget(widgets.VBox):
             label = self.results[self._by_position[self.position]].label
             self.answer.value = text_html(f"already scored as {label}: a class click logs a corrected score")
         try:
-            frames = read_clip(path, self.display_spec).frames
+            clip = read_clip(path, self.display_spec)
         except MediaError as exc:
             self.unreadable[self.position] = exc
-            self._show_frames(None, error=f"{Path(path).name} cannot be shown: {type(exc).__name__}: {exc}. "
-                                          "Skip it (s) to go on.")
+            self._show_frames(
+                None, error=f"{Path(path).name} cannot be shown: {type(exc).__name__}: {exc}. Skip it (s) to go on."
+            )
             return
         self.unreadable.pop(self.position, None)
-        self._show_frames(frames)
+        self._show_frames(clip)
 
-    def _show_frames(self, frames, *, error: str | None = None) -> None:
-        """Frames, slider and filmstrip of a readable clip; otherwise hide them and switch the class buttons off."""
-        readable = frames is not None
+    def _show_frames(self, clip: Clip | None, *, error: str | None = None) -> None:
+        """Player and filmstrip of a readable clip; otherwise hide them and switch the class buttons off."""
+        readable = clip is not None
         for button in self.buttons.values():
             button.disabled = not readable
         self.skip_button.disabled = self.position >= len(self.paths)
-        self.play.disabled = self.slider.disabled = not readable
-        self.clip_error.value = "" if error is None else \
-            f'<div style="color:#b00020">{text_html(error, tag="span")}</div>'
-        self._frames = [frame_png(f) for f in frames] if readable else []
-        self.play.max = self.slider.max = max(len(self._frames) - 1, 0)
-        self.slider.value = 0
-        self.frame.value = self._frames[0] if readable else BLANK_PNG
-        self.frame.layout.display = None if readable else "none"
+        self.clip_error.value = (
+            "" if error is None else f'<div style="color:#b00020">{text_html(error, tag="span")}</div>'
+        )
         if not readable:
+            self.player.clear()
             show_png(self.filmstrip, None)
             return
+        self.player.show(clip, marked=self.model_indices(clip.frame_count))
         fig, ax = new_figure((8, 1.4))
-        plot_filmstrip(frames, max_frames=8, ax=ax)
+        plot_filmstrip(self.player.frames, max_frames=8, ax=ax)
         show_png(self.filmstrip, figure_png(fig))
-
-    def _show_frame(self, change) -> None:
-        if self._frames:
-            self.frame.value = self._frames[min(change["new"], len(self._frames) - 1)]

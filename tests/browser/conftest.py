@@ -17,7 +17,7 @@ import pytest
 from lab_server import LabServer
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-VIEWPORT = {"width": 1500, "height": 1400}  # tall enough that a whole widget fits on screen
+VIEWPORT = {"width": 1280, "height": 1400}  # a laptop's width; tall enough that a whole widget fits on screen
 
 
 def find_chromium() -> str | None:

@@ -23,7 +23,7 @@ DOC_COLUMNS = (
     "scoring_id, received_at, sha256, media_path (absolute), source_name, fps, frame_count, width, height, codec, "
     "metadata (JSON text), model_version, record (JSON text), tensor_digest, embedding FLOAT[], objects (JSON text), "
     "predicted_label, probabilities FLOAT[], confidence, latency_ms, predicted_at, user_label, label_source, "
-    "labelled_at, correct BOOLEAN (NULL when no user label), tags VARCHAR[], media_ok BOOLEAN"
+    "label_author, labelled_at, correct BOOLEAN (NULL when no user label), tags VARCHAR[], media_ok BOOLEAN"
 )
 META = {"fps": 25.0, "frame_count": 16, "width": 64, "height": 48, "codec": "mp4v", "container": "mp4"}
 
@@ -261,6 +261,19 @@ def test_the_latest_label_wins_and_the_history_is_kept(store, world):
     assert len(store.score_history(world[1])) == 3 and len(store.score_history()) == 6
 
 
+def test_matched_shows_the_latest_labels_author_after_its_source(store, world):
+    store.log_score(world[3], "triangle", source="human", author="ann")
+    store.log_score(world[3], "circle", source="human", author="bob")  # a correction by someone else
+    rel = store.matched(scoring_ids=[world[3]])
+    assert rel.columns.index("label_author") == rel.columns.index("label_source") + 1
+    row = rel.df().iloc[0]
+    assert (row.user_label, row.label_source, row.label_author) == ("circle", "human", "bob")
+    assert keys(store.matched(label_author="bob"), world) == [(3, "shapes-v1")]
+    assert keys(store.matched(label_author="ann"), world) == []  # only the latest label's author counts
+    anonymous = store.matched(scoring_ids=[world[2]]).df().iloc[0]
+    assert pd.isna(anonymous.label_author)  # its label was logged without an author
+
+
 def test_labels_must_be_non_empty_text(store):
     sid = new_scoring_id()
     for bad in ("", None, 3, "a\ud800b"):
@@ -323,6 +336,29 @@ def test_snapshot_register_and_lineage(store, world, tmp_path):
     assert lineage["evaluations"][0]["metrics"] == {"accuracy": 0.8} and lineage["evaluations"][0]["n_scoring_ids"] == 2
     assert lineage["saved_params"] == [{"params_version": "shapes-v1", "params": {"crop": [0, 0, 0.5, 0.5]}}]
     assert store.lineage(v1)["chain"] == [v1] and store.lineage(v1)["metrics"] == {"val_accuracy": 0.5}
+
+
+def test_list_params_is_newest_first_with_the_reviewer_and_what_each_changes(store):
+    from dlabel_lab.explain.review import save_reviewed_params
+    from dlabel_lab.train.transforms import Evidence, TransformationParams
+
+    assert store.list_params().empty and list(store.list_params().columns) == [
+        "params_version", "name", "model_version", "author", "created_at", "n_params"]  # fmt: skip
+    plain = store.save_params({"crop": [0, 0, 0.5, 0.5], "frame_stride": 1, "p": 0.8}, name="shapes")
+    derived = TransformationParams(blur=(0.5, 1.0), noise=(0.0, 0.1), frame_stride=2,
+                                   evidence={"hue": Evidence(note="candidate only")})  # fmt: skip
+    loop = store.save_params(derived, model_version="shapes-v1", name="shapes-v1-params")
+    reviewed = save_reviewed_params(store, derived, accepted=["blur"], author="ann", model_version="shapes-v1")
+    listed = store.list_params()
+    assert listed.params_version.tolist() == [reviewed, loop, plain]
+    assert listed.author.tolist()[0] == "ann" and listed.author.isna().tolist()[1:] == [True, True]
+    assert listed.n_params.tolist() == [1, 3, 1]  # reviewed: blur only; derived: blur, noise, frame_stride 2
+    assert listed.created_at.is_monotonic_decreasing
+    assert listed.model_version.tolist()[:2] == ["shapes-v1", "shapes-v1"] and pd.isna(listed.model_version[2])
+    mine = store.list_params(model_version="shapes-v1")
+    assert mine.params_version.tolist() == [reviewed, loop] and store.list_params(model_version="other-v1").empty
+    with pytest.raises(dl.ConfigError, match="model_version"):
+        store.list_params(model_version=3)
 
 
 def test_version_errors_are_typed(store, world, tmp_path):

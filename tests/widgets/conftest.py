@@ -20,8 +20,15 @@ def loop(tmp_path, clips):
     """A fresh store with a tiny trained v1 deployed behind the endpoints."""
     store = PayloadStore(tmp_path / "store")
     manifest = dl.make_shape_clips(tmp_path / "train", 6, frames=8, size=32, seed=1)
-    v1 = train_initial(store, manifest, name="shapes", classes=["circle", "square", "triangle"],
-                       spec=dl.ClipSpec(frames=4, size=32), epochs=1, progress=False)
+    v1 = train_initial(
+        store,
+        manifest,
+        name="shapes",
+        classes=["circle", "square", "triangle"],
+        spec=dl.ClipSpec(frames=4, size=32),
+        epochs=1,
+        progress=False,
+    )
     ingest = deploy_version(store, v1.version)
     yield store, ingest, v1.version
     store.close()

@@ -43,8 +43,9 @@ def test_number_keys_score_s_skips_u_undoes_space_plays(loop, clips):
     press(w, "9")  # no ninth class
     press(w, "x")
     assert w.position == 2 and len(store.matched().df()) == 2
-    w.key_events._handle_msg({"content": {"data": {"method": "custom", "content": {"type": "keyup", "key": "1"}}},
-                              "buffers": []})
+    w.key_events._handle_msg(
+        {"content": {"data": {"method": "custom", "content": {"type": "keyup", "key": "1"}}}, "buffers": []}
+    )
     assert w.position == 2
 
     press(w, "u")  # back to clip 2, scored: the next number key corrects it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
 from widget_helpers import PNG, fake_analysis, hidden, latest, score_all, shown_png
@@ -12,7 +13,7 @@ from dlabel_lab.evaluation import compare
 from dlabel_lab.loop import retrain as real_retrain
 from dlabel_lab.train.transforms import Evidence, TransformationParams
 from dlabel_lab.widgets import AttributionViewer, DatasetBrowser, RetrainPanel, ScoringWidget
-from dlabel_lab.widgets._common import png_size
+from dlabel_lab.widgets._common import figure_png, png_size
 from dlabel_lab.widgets.attribution import overlay_figure
 from dlabel_lab.widgets.browser import ANY
 from dlabel_lab.widgets.retrain import draw_learning_curves
@@ -24,9 +25,9 @@ def test_scoring_widget_scores_skips_and_undoes(loop, clips):
     assert list(w.buttons) == ingest.classes
     assert [b.description for b in w.buttons.values()] == ["1 circle", "2 square", "3 triangle"]
     assert bytes(w.frame.value).startswith(PNG) and w.frame.layout.display is None and shown_png(w.filmstrip)
-    assert w.slider.max == w.play.max == 15
+    assert w.slider.max == w.play.max == 7  # native frames of an 8-frame clip
     w.slider.value = 3
-    assert bytes(w.frame.value) == w._frames[3]
+    assert w.player.shown_index == 3 and bytes(w.frame.value) == w.player.frame_png(3)
     assert "clip 1 of 4" in w.header.value
 
     w.buttons[clips[0]["label"]].click()
@@ -76,25 +77,40 @@ def test_dataset_browser_filters_through_matched(loop, clips):
     assert b.filters() == {"model_version": version}
     # every menu and toggle shows a choice (a value of None would show as blank)
     shown = {name: getattr(b, name).label for name in ("version", "label", "prediction", "tag", "source", "correct")}
-    assert shown == {"version": version, "label": "any", "prediction": "any", "tag": "any", "source": "any",
-                     "correct": "all"}
+    assert shown == {
+        "version": version,
+        "label": "any",
+        "prediction": "any",
+        "tag": "any",
+        "source": "any",
+        "correct": "all",
+    }
     assert hidden(b.filmstrip)  # nothing selected yet: no broken-image icon
     assert len(b.records) == len(clips) and len(b.grid.get_visible_data()) == 5
-    assert b.state.value == (f"<p>filters: model version {version} · {len(clips)} rows match (the first 5 are in "
-                             "the grid) · 0 selected</p>")
+    assert b.state.value == (
+        f"<p>filters: model version {version} · {len(clips)} rows match (the first 5 are in the grid) · 0 selected</p>"
+    )
     assert "accuracy" in b.metrics.value and shown_png(b.confusion)
 
     cases = [
         ("correct", False, dict(correct=False), "prediction wrong"),
         ("correct", ANY, {}, ""),
         ("label", "circle", dict(label="circle"), "user label circle"),
-        ("confidence", (0.3, 0.9), dict(label="circle", min_confidence=0.3, max_confidence=0.9),
-         "user label circle, confidence ≥ 0.3, confidence ≤ 0.9"),
+        (
+            "confidence",
+            (0.3, 0.9),
+            dict(label="circle", min_confidence=0.3, max_confidence=0.9),
+            "user label circle, confidence ≥ 0.3, confidence ≤ 0.9",
+        ),
         ("label", ANY, dict(min_confidence=0.3, max_confidence=0.9), "confidence ≥ 0.3, confidence ≤ 0.9"),
         ("confidence", (0.0, 1.0), {}, ""),
         ("tag", "dark", dict(tags=["dark"]), "tag dark"),
-        ("prediction", results[0].predicted_label, dict(tags=["dark"], prediction=results[0].predicted_label),
-         f"prediction {results[0].predicted_label}, tag dark"),
+        (
+            "prediction",
+            results[0].predicted_label,
+            dict(tags=["dark"], prediction=results[0].predicted_label),
+            f"prediction {results[0].predicted_label}, tag dark",
+        ),
     ]
     for name, value, expected, words in cases:
         getattr(b, name).value = value
@@ -119,11 +135,16 @@ def test_dataset_browser_filters_through_matched(loop, clips):
 
 def test_attribution_viewer_accepts_and_rejects_parameters():
     params = TransformationParams(
-        brightness=(0.4, 1.2), scale=(0.5, 1.0), class_weights={"square": 2.0},
-        evidence={"brightness": Evidence(source="attribution", factor="brightness", effect_size=-1.2, supported=True,
-                                         neurons=("embed:0",)),
-                  "scale": Evidence(source="sensitivity", factor="object_scale", supported=True),
-                  "blur": Evidence(source="sensitivity", factor="blur", note="did not help")},
+        brightness=(0.4, 1.2),
+        scale=(0.5, 1.0),
+        class_weights={"square": 2.0},
+        evidence={
+            "brightness": Evidence(
+                source="attribution", factor="brightness", effect_size=-1.2, supported=True, neurons=("embed:0",)
+            ),
+            "scale": Evidence(source="sensitivity", factor="object_scale", supported=True),
+            "blur": Evidence(source="sensitivity", factor="blur", note="did not help"),
+        },
     )
     v = AttributionViewer(fake_analysis(), params)
     # every described parameter has a toggle; blur has evidence but no value and no candidate to apply
@@ -134,13 +155,17 @@ def test_attribution_viewer_accepts_and_rejects_parameters():
     assert "3 of 4 parameters accepted" in v.summary.value and v.save_button.disabled  # no store: nothing to save in
     assert [i for _, i in v.clip.options] == [1, 2, 0]  # wrong predictions first
     assert shown_png(v.overlay) and shown_png(v.frame_bars)
-    # the per-frame chart has its figure's own size, whatever the tables beside it measure
-    assert png_size(bytes(v.frame_bars.value)) == (360, 234)  # 4.0 x 2.6 in at 90 dpi
+    # the per-frame chart has its figure's own size, whatever is beside it
+    assert png_size(bytes(v.frame_bars.value)) == (252, 162)  # 2.8 x 1.8 in at 90 dpi
     assert v.frame_bars.layout.align_self == "flex-start" and v.frame_bars.layout.object_fit == "contain"
-    assert png_size(bytes(v.overlay.value)) == (684, 180)  # four frames of 1.7 x 2.0 in and a 0.8 in colorbar
+    assert png_size(bytes(v.overlay.value)) == (576, 153)  # four square frames of 1.4 in, titles, a 0.8 in colorbar
+    assert v.tabs.titles == ("review parameters", "clip tags and factors", "neuron functions", "implicated factors")
+    rows = v.tabs.children[0].children[1]  # the review's rows scroll inside the tab and keep their own height
+    assert rows.layout.overflow == "auto" and all(r.layout.flex == "0 0 auto" for r in rows.children)
+    assert v.tabs.selected_index == 0 and v.clip_info in v.tabs.children  # the review first; the rest a click away
     assert "dark" in v.clip_info.value
     v.clip.value = 0
-    assert "dark" not in v.clip_info.value and png_size(bytes(v.frame_bars.value)) == (360, 234)
+    assert "dark" not in v.clip_info.value and png_size(bytes(v.frame_bars.value)) == (252, 162)
     assert v.accepted_params() == params
 
     v.toggles["brightness"].value = False
@@ -154,6 +179,14 @@ def test_attribution_viewer_accepts_and_rejects_parameters():
     assert described.loc["brightness", "value"] is None and "rejected" in described.loc["brightness", "note"]
     assert TransformationParams.from_json(kept.to_json()) == kept
     assert v.errors == []
+
+
+def test_the_overlay_keeps_to_one_row_of_sane_frames():
+    a = fake_analysis(t=8)
+    wide = png_size(figure_png(overlay_figure(a.frames[0], a.gradcam[0])))  # eight frames share 6.4 in
+    assert wide == (576, 90)  # 0.7 in per square frame and its title: never wider than the four-frame overlay
+    tall = np.zeros((4, 32, 16, 3), np.uint8)  # portrait frames keep their shape
+    assert png_size(figure_png(overlay_figure(tall, np.ones((4, 2, 2))))) == (576, 279)  # 1.4 x 2.8 in + title
 
 
 def test_the_overlay_has_one_colorbar_on_the_heatmaps_scale():
@@ -173,6 +206,7 @@ def test_retrain_panel_trains_a_new_version_live(loop, clips):
     params = TransformationParams(brightness=(0.8, 1.2), p=1.0)
     panel = RetrainPanel(store, version, params=params)
     assert "brightness" in panel.params_view.value and hidden(panel.plot)  # no curves yet, no broken image
+    assert panel.results.layout.display == "none"  # no empty tabs before the first retraining
     panel.epochs.value = 1
     panel.retrain_button.click()
     assert panel.errors == []
@@ -181,7 +215,8 @@ def test_retrain_panel_trains_a_new_version_live(loop, clips):
     assert child.version in versions.index and versions.loc[child.version, "parent"] == version
     assert panel.progress.max == 1 and panel.progress.value == 1
     assert len(panel.callback.history) == 1 and "val_loss" in panel.callback.history[0]
-    assert shown_png(panel.plot)
+    assert shown_png(panel.plot) and png_size(bytes(panel.plot.value)) == (450, 252)  # 5.0 x 2.8 in
+    assert panel.results.layout.display is None and panel.results.titles == ("new vs parent", "lineage")
     assert "accuracy" in panel.comparison.value and child.version in panel.comparison.value
     assert panel.lineage["chain"] == [child.version, version] and "chain" in panel.lineage_view.value
     assert set(panel.version.options) == {version, child.version} and not panel.retrain_button.disabled
@@ -189,11 +224,13 @@ def test_retrain_panel_trains_a_new_version_live(loop, clips):
 
 def _forced(accuracy_before, accuracy_after):
     """``retrain`` as the panel calls it, with the held-out accuracies of parent and child forced."""
+
     def fake(*args, **kwargs):
         v = real_retrain(*args, **kwargs)
         before = dataclasses.replace(v.parent_evaluation, accuracy=accuracy_before)
         after = dataclasses.replace(v.evaluation, accuracy=accuracy_after)
         return dataclasses.replace(v, parent_evaluation=before, evaluation=after, comparison=compare(before, after))
+
     return fake
 
 
@@ -211,8 +248,9 @@ def test_retrain_panel_keeps_the_better_version_selected(loop, clips, monkeypatc
     n = len(child.holdout_ids)
     if kept == "parent":
         assert panel.version.value == version
-        assert (f"{child.version} (0.286) is worse than its parent {version} (0.429) on the same {n} held-out "
-                "clips") in shown
+        assert (
+            f"{child.version} (0.286) is worse than its parent {version} (0.429) on the same {n} held-out clips"
+        ) in shown
         assert f"stays on {version}" in shown
         panel.version.value = child.version  # the user can still choose the new one
         assert panel.version.value == child.version
@@ -233,3 +271,5 @@ def test_learning_curves_have_whole_epochs_and_a_legend_off_the_data():
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == ["train_loss", "val_loss", "val_acc"]
     assert legend.get_frame_on() and not legend.get_window_extent().overlaps(ax.get_window_extent())
+    one = draw_learning_curves(history.head(1)).axes[0]  # one epoch: one tick at it
+    assert list(one.get_xticks()) == [0.0] and one.get_xlim() == (-0.5, 0.5)

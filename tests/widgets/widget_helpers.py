@@ -36,8 +36,18 @@ def latest(store, sid):
 
 def press(w, key: str, **modifiers: bool) -> None:
     """Send a keydown as the browser does (ipyevents' message to the kernel)."""
-    event = {"type": "keydown", "key": key, "code": f"Key{key.upper()}", "repeat": False, "altKey": False,
-             "ctrlKey": False, "metaKey": False, "shiftKey": False, "timeStamp": 0.0, **modifiers}
+    event = {
+        "type": "keydown",
+        "key": key,
+        "code": f"Key{key.upper()}",
+        "repeat": False,
+        "altKey": False,
+        "ctrlKey": False,
+        "metaKey": False,
+        "shiftKey": False,
+        "timeStamp": 0.0,
+        **modifiers,
+    }
     w.key_events._handle_msg({"content": {"data": {"method": "custom", "content": event}}, "buffers": []})
 
 
@@ -63,12 +73,22 @@ def fake_analysis(model_version="shapes-v1", n=3, t=4, size=16):
     ids = [f"0190-{i}" for i in range(n)]
     profile = rng.random((n, t))
     return FakeAnalysis(
-        model_version=model_version, scoring_ids=ids, labels=["circle", "square", "circle"],
-        predicted=["circle", "circle", "square"], correct=np.array([True, False, False]),
-        frames=rng.integers(0, 255, (n, t, size, size, 3), dtype=np.uint8), gradcam=rng.random((n, t, size, size)),
+        model_version=model_version,
+        scoring_ids=ids,
+        labels=["circle", "square", "circle"],
+        predicted=["circle", "circle", "square"],
+        correct=np.array([True, False, False]),
+        frames=rng.integers(0, 255, (n, t, size, size, 3), dtype=np.uint8),
+        gradcam=rng.random((n, t, size, size)),
         frame_profile=profile / profile.sum(axis=1, keepdims=True),
-        functions=pd.DataFrame({"layer": ["embed"] * 2, "neuron": [0, 1], "class_label": ["circle", "square"],
-                                "function": ["brightness+ (0.8)", "object_scale- (0.6)"]}),
+        functions=pd.DataFrame(
+            {
+                "layer": ["embed"] * 2,
+                "neuron": [0, 1],
+                "class_label": ["circle", "square"],
+                "function": ["brightness+ (0.8)", "object_scale- (0.6)"],
+            }
+        ),
         tags=pd.DataFrame({"scoring_id": [ids[1]], "tag": ["dark"], "score": [0.9], "source": ["neuron:0"]}),
         factors=pd.DataFrame({"scoring_id": ids, "brightness": [0.5, 0.2, 0.3], "motion": [0.1, 0.2, 0.3]}),
         implicated_factors=pd.DataFrame({"feature": ["brightness"], "cohens_d": [-1.2], "p_value": [0.04]}),
