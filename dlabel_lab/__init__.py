@@ -2,7 +2,8 @@
 
 The package has one wing per stage of the loop: ``media`` (reading clips,
 integrity checks, sample data), ``store`` (the DuckDB payload store),
-``models`` (classifiers, backbones, checkpoints, the version registry),
+``models`` (classifiers, detectors, backbones, checkpoints, the version registry),
+``objects`` (evaluation of object detections),
 ``serving`` (the scoring endpoints), ``explain`` (Captum attributions and the
 derivation of transformation parameters), ``train`` (datasets, augmentation,
 the training recipe), then ``evaluate``, ``loop``, ``plots`` and ``widgets``.
@@ -93,6 +94,15 @@ _EXPORTS = {
     'run_loop': '.loop',
     'train_initial': '.loop',
     'train_model': '.loop',
+    # media.objects
+    'make_object_clips': '.media.objects',
+    'read_object_annotations': '.media.objects',
+    # models.detection
+    'ObjectDetector': '.models.detection',
+    # objects
+    'frames_dataset': '.objects.frames',
+    'evaluate_detections': '.objects.evaluation',
+    'DetectionReport': '.objects.evaluation',
     # media.samples
     'check_manifest': '.media.manifest',
     'Drift': '.media.samples',
@@ -139,8 +149,8 @@ _EXPORTS = {
     'Evidence': '.train.transforms',
     'TransformationParams': '.train.transforms',
 }
-_SUBMODULES = ("media", "store", "models", "serving", "explain", "labeling", "estimate", "train", "evaluation", "loop",
-               "plots",
+_SUBMODULES = ("media", "store", "models", "objects", "serving", "explain", "labeling", "estimate", "train",
+               "evaluation", "loop", "plots",
                "widgets", "errors", "cli", "demo")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
@@ -172,6 +182,7 @@ __all__ = [
     "deploy",
     "deploy_version",
     "derive_transformation_params",
+    "DetectionReport",
     "DLabelError",
     "Drift",
     "DuplicateScoringId",
@@ -182,12 +193,14 @@ __all__ = [
     "estimate_history",
     "EstimationRequest",
     "evaluate",
+    "evaluate_detections",
     "evaluate_manifest",
     "evaluate_version",
     "Evaluation",
     "Evidence",
     "file_sha256",
     "frame_attribution",
+    "frames_dataset",
     "IngestEndpoint",
     "LabelPlan",
     "layer_activations",
@@ -199,6 +212,7 @@ __all__ = [
     "LoopIteration",
     "LoopReport",
     "make_shape_clips",
+    "make_object_clips",
     "make_tutorial_clips",
     "MediaError",
     "MediaTooLarge",
@@ -209,12 +223,14 @@ __all__ = [
     "neuron_attributions",
     "neuron_functions",
     "neuron_functions_long",
+    "ObjectDetector",
     "NeuronAttributionResult",
     "PayloadStore",
     "plan_labels",
     "plot_estimates",
     "read_clip",
     "read_manifest",
+    "read_object_annotations",
     "rebuild_tensor",
     "register_version",
     "replay",

@@ -4,7 +4,7 @@ The wings and their order (an arrow may only point to a lower rank, or stay
 inside its own wing):
 
     cli  ->  widgets, demo  ->  loop, estimate  ->  explain, labeling  ->  train, serving
-        ->  models, evaluation, plots  ->  store, media  ->  errors, lazy
+        ->  models, objects, evaluation, plots  ->  store, media  ->  errors, lazy
 
 ``explain`` sits above ``train`` because derived transformation parameters
 are a ``train`` type; ``media`` and ``store`` share a rank and so may not
@@ -28,7 +28,7 @@ PACKAGE = Path(dl.__file__).resolve().parent
 RANK = {
     "errors": 0, "lazy": 0,
     "media": 1, "store": 1,
-    "models": 2, "evaluation": 2, "plots": 2,
+    "models": 2, "objects": 2, "evaluation": 2, "plots": 2,
     "train": 3, "serving": 3,
     "explain": 4, "labeling": 4,
     "loop": 5, "estimate": 5,

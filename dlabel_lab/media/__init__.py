@@ -1,4 +1,4 @@
-"""Reading clips: the seeking decoder, container and decode checks, sample data and manifests.
+"""Reading clips: the seeking decoder, container and decode checks, sample data (with object boxes) and manifests.
 
 Names load on first use (see :mod:`dlabel_lab.lazy`).
 """
@@ -27,9 +27,12 @@ _EXPORTS = {
     "write_sample_data": ".samples",
     "write_clip": ".writing",
     "decode_frames": ".decoding",
+    "make_object_clips": ".objects",
+    "read_object_annotations": ".objects",
+    "ObjectAnnotations": ".objects",
 }
 
-_SUBMODULES = ("video", "decoding", "writing", "samples", "manifest", "checks")
+_SUBMODULES = ("video", "decoding", "writing", "samples", "manifest", "checks", "objects")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

@@ -1,4 +1,4 @@
-"""Models: clip classifiers, backbones, safetensors checkpoints and the model version registry.
+"""Models: clip classifiers, object detectors, backbones, safetensors checkpoints and the model version registry.
 
 Names load on first use (see :mod:`dlabel_lab.lazy`).
 """
@@ -19,9 +19,12 @@ _EXPORTS = {
     "load_version": ".registry",
     "mc_dropout_probabilities": ".mc_dropout",
     "has_dropout": ".mc_dropout",
+    "ObjectDetector": ".detection",
+    "DETECTORS": ".detection",
+    "build_detector": ".detection",
 }
 
-_SUBMODULES = ("classifier", "backbones", "checkpoint", "registry", "mc_dropout")
+_SUBMODULES = ("classifier", "backbones", "checkpoint", "registry", "mc_dropout", "detection")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
