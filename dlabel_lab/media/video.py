@@ -39,6 +39,7 @@ from .decoding import decode_frames
 
 __all__ = [
     "check_container_file",
+    "image_tensors",
     "check_file_size",
     "read_checked_file",
     "ClipSpec",
@@ -368,6 +369,37 @@ def _prep_frame(rgb: np.ndarray, spec: ClipSpec) -> np.ndarray:
 
 
 # --- tensors -------------------------------------------------------------------
+def image_tensors(frames) -> list[torch.Tensor]:
+    """Frames as float ``(3, H, W)`` tensors in ``[0, 1]``, the input of the object detectors.
+
+    Args:
+        frames: One frame or several: uint8 RGB arrays ``(H, W, 3)`` (a stack
+            ``(N, H, W, 3)`` too), or float tensors ``(3, H, W)`` in ``[0, 1]``
+            (passed through).
+
+    Raises:
+        ConfigError: A frame is neither.
+
+    Example:
+        >>> image_tensors(np.zeros((2, 4, 6, 3), np.uint8))[1].shape
+        torch.Size([3, 4, 6])
+    """
+    if isinstance(frames, (np.ndarray, torch.Tensor)):
+        frames = [frames] if frames.ndim == 3 else list(frames)
+    if not isinstance(frames, (list, tuple)):
+        raise ConfigError(f"frames must be arrays or tensors (or a list of them), got {type(frames).__name__}")
+    images = []
+    for f in frames:
+        if isinstance(f, np.ndarray):
+            if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
+                raise ConfigError(f"numpy frames must be uint8 RGB (H, W, 3), got {f.dtype} {f.shape}")
+            f = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1).float().div_(255)
+        elif not (isinstance(f, torch.Tensor) and f.ndim == 3 and f.shape[0] == 3 and f.is_floating_point()):
+            raise ConfigError("tensor frames must be float (3, H, W) in [0, 1]; numpy frames uint8 (H, W, 3)")
+        images.append(f)
+    return images
+
+
 def to_tensor(clip: Clip, spec: ClipSpec | None = None) -> tuple[torch.Tensor, dict]:
     """Normalise a clip once into a float tensor ``(C, T, H, W)``.
 

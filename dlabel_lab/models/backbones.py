@@ -241,7 +241,7 @@ def backbone_spec(name: str, *, weights: str | torchvision.models.WeightsEnum | 
         return ClipSpec(frames=8, size=64)
     if name not in _TORCHVISION:
         raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    member = _weights_member(name, weights if weights is not None else "DEFAULT")
+    member = _weights_member(name, _TORCHVISION[name][1], weights if weights is not None else "DEFAULT")
     return pretrained_spec(ClipSpec(frames=16), member)
 
 
@@ -262,12 +262,25 @@ def weights_member(name: str, weights) -> torchvision.models.WeightsEnum | None:
 
 # --- helpers ------------------------------------------------------------------------------
 def _classify_weights(name: str, weights):
-    """``("none"|"torchvision"|"file", value)``; raises for URLs and unknown names."""
+    """``("none"|"torchvision"|"file", value)`` for a backbone; raises for URLs and unknown names."""
+    return classify_weights(name, weights, enums={n: v[1] for n, v in _TORCHVISION.items()}, kind="backbone")
+
+
+def classify_weights(name: str, weights, *, enums, kind: str):
+    """What ``weights`` asks for a model ``name``: ``("none"|"torchvision"|"file", value)``.
+
+    Shared by the classifiers' backbones and the detectors. ``enums`` maps each
+    name with published torchvision weights to its weights enum; other names
+    are in-house (no published weights). ``kind`` names the model family in
+    messages. Raises :class:`WeightsUnavailable` for URLs (nothing is ever
+    downloaded) and :class:`ConfigError` for names and values that fit nothing.
+    """
     if weights is None:
         return "none", None
+    enum = enums.get(name)
     if isinstance(weights, torchvision.models.WeightsEnum):
-        if name not in _TORCHVISION or not isinstance(weights, _TORCHVISION[name][1]):
-            raise ConfigError(f"{weights} are not weights for backbone {name!r}")
+        if enum is None or not isinstance(weights, enum):
+            raise ConfigError(f"{weights} are not weights for {kind} {name!r}")
         return "torchvision", weights
     if not isinstance(weights, (str, os.PathLike)):
         raise ConfigError(
@@ -281,12 +294,12 @@ def _classify_weights(name: str, weights):
         )
     bare = re.sub(r"^\w+_Weights\.", "", text) if isinstance(weights, str) else None
     if bare is not None and (bare == "DEFAULT" or re.fullmatch(r"[A-Z][A-Z0-9_]*", bare)):
-        if name in _IN_HOUSE:
+        if enum is None:
             raise ConfigError(
-                f"backbone {name!r} has no published pretrained weights ({text!r}); pass weights=None or the path of "
-                "a local state-dict file"
+                f"{kind} {name!r} has no published weights ({text!r}); pass weights=None or the path of a local "
+                "state-dict file"
             )
-        return "torchvision", _weights_member(name, bare)
+        return "torchvision", _weights_member(name, enum, bare)
     path = Path(text).expanduser()
     if isinstance(weights, os.PathLike) or path.suffix.lower() in _PATH_SUFFIXES or os.sep in text or path.exists():
         return "file", path
@@ -295,8 +308,7 @@ def _classify_weights(name: str, weights):
     )
 
 
-def _weights_member(name: str, value) -> torchvision.models.WeightsEnum:
-    enum = _TORCHVISION[name][1]
+def _weights_member(name: str, enum, value) -> torchvision.models.WeightsEnum:
     if isinstance(value, enum):
         return value
     if value == "DEFAULT":

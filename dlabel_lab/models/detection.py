@@ -24,7 +24,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torchvision
@@ -34,11 +33,11 @@ from torch.utils.data import Dataset
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.fcos import FCOSHead
 
-from ..errors import CheckpointError, ConfigError, WeightsUnavailable
-from .backbones import _cached_weights_path
+from ..errors import CheckpointError, ConfigError
+from ..media.video import image_tensors
+from .backbones import _cached_weights_path, classify_weights
 from .checkpoint import (
     MAX_CHECKPOINT_BYTES,
-    is_url,
     load_state_dict_file,
     read_checkpoint,
     state_dict_mismatch,
@@ -199,36 +198,7 @@ def weights_classes(arch: str, weights) -> list[str] | None:
 
 
 def _classify_weights(arch: str, weights):
-    if weights is None:
-        return "none", None
-    enum = _TORCHVISION[arch][1] if arch in _TORCHVISION else None
-    if isinstance(weights, torchvision.models.WeightsEnum):
-        if enum is None or not isinstance(weights, enum):
-            raise ConfigError(f"{weights} are not weights for detector {arch!r}")
-        return "torchvision", weights
-    if not isinstance(weights, (str, os.PathLike)):
-        raise ConfigError(f"weights must be None, 'DEFAULT', a weights name or a file path, got {weights!r}")
-    text = os.fspath(weights)
-    if is_url(text):
-        raise WeightsUnavailable(
-            f"weights {text!r} is a URL; dlabel_lab never downloads (there is no network here). Download the file "
-            "elsewhere, check its sha256, copy it here and pass its local path as weights=."
-        )
-    bare = text.rsplit(".", 1)[-1] if isinstance(weights, str) and text.endswith(("DEFAULT", "_V1")) else None
-    if bare is not None and "/" not in text:
-        if enum is None:
-            raise ConfigError(
-                f"detector {arch!r} has no published weights ({text!r}); pass weights=None or the "
-                "path of a local state-dict file"
-            )
-        if bare == "DEFAULT":
-            return "torchvision", enum.DEFAULT
-        if bare not in enum.__members__:
-            raise ConfigError(
-                f"{text!r} is not a weights name of {arch!r}; choose DEFAULT or {', '.join(enum.__members__)}"
-            )
-        return "torchvision", enum[bare]
-    return "file", Path(text).expanduser()
+    return classify_weights(arch, weights, enums={a: v[1] for a, v in _TORCHVISION.items()}, kind="detector")
 
 
 def _load_weights(net: nn.Module, state: dict, source: str, head_keys: tuple[str, ...]) -> None:
@@ -336,7 +306,7 @@ class ObjectDetector(pl.LightningModule):
         Example:
             >>> dets = model.detect(dl.read_clip("clip.mp4", spec).frames)  # doctest: +SKIP
         """
-        images = _as_images(frames)
+        images = image_tensors(frames)
         was_training = self.training
         self.eval()
         try:
@@ -459,20 +429,3 @@ def _check_metadata(meta, path) -> None:
         _check_frame_size(tuple(meta.get("frame_size") or ()))
     except ConfigError as e:
         raise bad(str(e)) from None
-
-
-def _as_images(frames) -> list[torch.Tensor]:
-    if isinstance(frames, (np.ndarray, torch.Tensor)):
-        frames = [frames] if frames.ndim == 3 else list(frames)
-    if not isinstance(frames, (list, tuple)):
-        raise ConfigError(f"frames must be arrays or tensors (or a list of them), got {type(frames).__name__}")
-    images = []
-    for f in frames:
-        if isinstance(f, np.ndarray):
-            if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
-                raise ConfigError(f"numpy frames must be uint8 RGB (H, W, 3), got {f.dtype} {f.shape}")
-            f = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1).float().div_(255)
-        elif not (isinstance(f, torch.Tensor) and f.ndim == 3 and f.shape[0] == 3 and f.is_floating_point()):
-            raise ConfigError("tensor frames must be float (3, H, W) in [0, 1]")
-        images.append(f)
-    return images

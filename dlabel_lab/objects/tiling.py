@@ -28,6 +28,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from ..errors import ConfigError
+from ..media.video import image_tensors
 
 __all__ = ["tile_grid", "detect_tiled", "merge_detections", "MERGES"]
 
@@ -143,7 +144,7 @@ def detect_tiled(
     if merge not in MERGES:
         raise ConfigError(f"merge must be one of {', '.join(MERGES)}, got {merge!r}")
     batch_size = _positive_int(batch_size, "batch_size")
-    images = _as_images(frames)
+    images = image_tensors(frames)
     sizes = {tuple(im.shape[-2:]) for im in images}
     if len(sizes) > 1:
         raise ConfigError(f"frames must all have one size (one clip per call), got sizes {sorted(sizes)}")
@@ -278,23 +279,6 @@ def _detector_fn(detector) -> Callable:
     raise ConfigError(
         f"detector must have a detect(frames) method (an ObjectDetector) or be callable, got {type(detector).__name__}"
     )
-
-
-def _as_images(frames) -> list[torch.Tensor]:
-    if isinstance(frames, (np.ndarray, torch.Tensor)):
-        frames = [frames] if frames.ndim == 3 else list(frames)
-    if not isinstance(frames, (list, tuple)):
-        raise ConfigError(f"frames must be arrays or tensors (or a list of them), got {type(frames).__name__}")
-    images = []
-    for f in frames:
-        if isinstance(f, np.ndarray):
-            if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
-                raise ConfigError(f"numpy frames must be uint8 RGB (H, W, 3), got {f.dtype} {f.shape}")
-            f = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1).float().div_(255)
-        elif not (isinstance(f, torch.Tensor) and f.ndim == 3 and f.shape[0] == 3 and f.is_floating_point()):
-            raise ConfigError("tensor frames must be float (3, H, W) in [0, 1]; numpy frames uint8 (H, W, 3)")
-        images.append(f)
-    return images
 
 
 def _positive_int(v, name: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from detector_helpers import fit_detector
 
 import dlabel_lab as dl
 from dlabel_lab.objects.tracking import ObjectTracks, detect_and_track, evaluate_tracks, track_detections
@@ -169,10 +170,9 @@ def one_thread():
 @pytest.mark.slow
 def test_trained_detector_tracks_better_than_an_untrained_one(tmp_path, one_thread):
     import pytorch_lightning as pl
-    from torch.utils.data import DataLoader
 
     from dlabel_lab.models.detection import ObjectDetector
-    from dlabel_lab.objects.frames import collate_detections, frames_dataset
+    from dlabel_lab.objects.frames import frames_dataset
 
     train = frames_dataset(dl.make_object_clips(tmp_path / "train", 8, frames=8, seed=0).parent)
     held_out = dl.make_object_clips(tmp_path / "test", 2, frames=16, seed=100).parent / "annotations.json"
@@ -188,18 +188,7 @@ def test_trained_detector_tracks_better_than_an_untrained_one(tmp_path, one_thre
         return sum(r["mota"] * r["objects"] for r in results) / n, sum(r["idf1"] * r["objects"] for r in results) / n
 
     before = mota(model)
-    trainer = pl.Trainer(
-        max_epochs=12,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=True,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(model, DataLoader(train, batch_size=8, shuffle=True, collate_fn=collate_detections))
+    fit_detector(model, train, tmp_path)
     tracks = detect_and_track(model, held_out.parent / "objects_0000.mp4", detector_version="t")
     assert tracks.fps == 12.0 and tracks.n_frames == 16 and tracks.table()["detector_version"].eq("t").all()
     after = mota(model)
