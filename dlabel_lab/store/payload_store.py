@@ -46,6 +46,7 @@ from . import io, writes
 from .analysis import AnalysisMixin
 from .events import LoggingMixin
 from .lock import LockFile
+from .objects import ObjectsMixin
 from .queries import MATCHED_COLUMNS, matched_filters, matched_query, unmatched_query
 from .raw import RawMixin
 from .schema import SCHEMA_VERSION, current_version, migrate, newer_message
@@ -81,7 +82,7 @@ def _keep_forever(*objects: object) -> None:
                 ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
-class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisMixin):
+class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisMixin, ObjectsMixin):
     """A folder holding ``store.duckdb`` and ``media/``: every payload of every scoring event.
 
     Opening takes the store's lock (the one thing done on construction, so a

@@ -11,7 +11,7 @@ Example:
     >>> import duckdb
     >>> con = duckdb.connect()
     >>> migrate(con)
-    3
+    4
 """
 
 from __future__ import annotations
@@ -161,10 +161,39 @@ _V3: list[Step] = [
     _v3_data,
 ]
 
+_V4 = [
+    # what a detector identified in a clip, one row per box (frame, box in pixels, class, score, track)
+    """CREATE TABLE objects (
+        scoring_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, object_n INTEGER NOT NULL,
+        frame_index INTEGER NOT NULL, timestamp DOUBLE, x1 DOUBLE NOT NULL, y1 DOUBLE NOT NULL, x2 DOUBLE NOT NULL,
+        y2 DOUBLE NOT NULL, label VARCHAR NOT NULL, score DOUBLE, track_id BIGINT, logged_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (scoring_id, model_version, object_n))""",
+    # what people said about objects: boxes they drew, missed objects they marked, fixes and verdicts on
+    # model objects (refers_to = "<model_version>#<object_n>"); append-only like user_scores
+    """CREATE TABLE object_labels (
+        object_label_id BIGINT PRIMARY KEY, scoring_id VARCHAR NOT NULL, frame_index INTEGER NOT NULL,
+        x1 DOUBLE, y1 DOUBLE, x2 DOUBLE, y2 DOUBLE, label VARCHAR, track_id BIGINT, kind VARCHAR NOT NULL,
+        refers_to VARCHAR, source VARCHAR NOT NULL, author VARCHAR, task_id VARCHAR, labelled_at TIMESTAMP NOT NULL)""",
+    # labelling pipelines: a declarative graph of machine steps and human micro-tasks
+    """CREATE TABLE pipelines (
+        pipeline_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, n INTEGER NOT NULL, spec VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE tasks (
+        task_id VARCHAR PRIMARY KEY, pipeline_id VARCHAR NOT NULL, step VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+        scoring_id VARCHAR NOT NULL, payload VARCHAR NOT NULL, instruction VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE task_assignments (
+        task_id VARCHAR NOT NULL, author VARCHAR NOT NULL, assigned_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE task_answers (
+        answer_id BIGINT PRIMARY KEY, task_id VARCHAR NOT NULL, scoring_id VARCHAR NOT NULL, step VARCHAR NOT NULL,
+        author VARCHAR NOT NULL, answer VARCHAR NOT NULL, source VARCHAR NOT NULL, answered_at TIMESTAMP NOT NULL)""",
+]
+
 MIGRATIONS: list[tuple[str, list[Step]]] = [
     ("payloads, labels, versions and the execution log", _V1),  # type: ignore[list-item]
     ("neuron functions, clip tags, transformation parameters, attributions, model metrics", _V2),  # type: ignore[list-item]
     ("relative checkpoint paths, (sha256, label) content hashes, media checks", _V3),
+    ("objects identified by detectors, object labels, labelling pipelines, tasks, assignments and answers", _V4),  # type: ignore[list-item]
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

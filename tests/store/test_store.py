@@ -438,7 +438,7 @@ def test_an_older_store_is_migrated_on_open(tmp_path):
     with pytest.raises(dl.SchemaVersionError, match="without read_only"):
         PayloadStore(root, read_only=True)
     with PayloadStore(root) as store:
-        assert store._rows("SELECT max(version) FROM schema_version")[0][0] == schema.SCHEMA_VERSION == 3
+        assert store._rows("SELECT max(version) FROM schema_version")[0][0] == schema.SCHEMA_VERSION == 4
         assert store._rows("SELECT scoring_id FROM raw_payloads") == [(sid,)]
         store.log_neuron_functions("m-v1", [{"layer": "l", "neuron": 0}])  # a v2 table
     with PayloadStore(root, read_only=True) as store:

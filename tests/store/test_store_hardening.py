@@ -285,7 +285,7 @@ def test_an_older_store_gets_relative_checkpoint_paths_and_new_content_hashes(tm
     con.execute("INSERT INTO dataset_versions VALUES ('d-v1', 'd', 1, now()::TIMESTAMP, '{}', 2, 'old-style hash')")
     con.close()
     with PayloadStore(root) as store:
-        assert store._rows("SELECT max(version) FROM schema_version")[0][0] == schema.SCHEMA_VERSION == 3
+        assert store._rows("SELECT max(version) FROM schema_version")[0][0] == schema.SCHEMA_VERSION == 4
         stored = dict(store._rows("SELECT model_version, checkpoint_path FROM model_versions"))
         assert stored == {"m-v1": "models/a.safetensors", "m-v2": "models/b.safetensors", "m-v3": str(outside),
                           "m-v4": "/gone/store/models/a.safetensors"}  # m-v4: the digest does not match  # fmt: skip
