@@ -138,6 +138,11 @@ _EXPORTS = {
     # models.registry
     'load_version': '.models.registry',
     'register_version': '.models.registry',
+    'load_detector': '.models.registry',
+    'register_detector': '.models.registry',
+    # serving.detection
+    'deploy_detector': '.serving.detection',
+    'DetectionEndpoint': '.serving.detection',
     # serving.endpoints
     'deploy': '.serving.endpoints',
     'deploy_version': '.serving.endpoints',
@@ -188,6 +193,8 @@ __all__ = [
     "ConfigError",
     "deploy",
     "deploy_version",
+    "deploy_detector",
+    "DetectionEndpoint",
     "derive_transformation_params",
     "detect_and_track",
     "detect_tiled",
@@ -218,6 +225,7 @@ __all__ = [
     "load_digit_clips",
     "load_pseudo_oracles",
     "load_version",
+    "load_detector",
     "log_sample_labels",
     "LoopIteration",
     "LoopReport",
@@ -245,6 +253,7 @@ __all__ = [
     "read_object_annotations",
     "rebuild_tensor",
     "register_version",
+    "register_detector",
     "replay",
     "retrain",
     "run_loop",

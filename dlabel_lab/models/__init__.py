@@ -17,6 +17,8 @@ _EXPORTS = {
     "load_state_dict_file": ".checkpoint",
     "register_version": ".registry",
     "load_version": ".registry",
+    "register_detector": ".registry",
+    "load_detector": ".registry",
     "mc_dropout_probabilities": ".mc_dropout",
     "has_dropout": ".mc_dropout",
     "ObjectDetector": ".detection",

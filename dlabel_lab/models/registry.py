@@ -17,12 +17,15 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..media.video import ClipSpec
 from .checkpoint import file_sha256
 from .classifier import ClipClassifier
 
-__all__ = ["register_version", "load_version", "verify_checkpoint"]
+__all__ = ["register_version", "load_version", "verify_checkpoint", "register_detector", "load_detector",
+           "is_detector"]
+
+DETECTOR_KIND = "detector"
 
 
 def register_version(store, model: ClipClassifier, *, name: str, parent: str | None = None,
@@ -94,6 +97,9 @@ def load_version(store, model_version: str) -> ClipClassifier:
         UnknownRecord: The version is not registered.
     """
     info = store.get_model(model_version)
+    if is_detector(info):
+        raise ConfigError(f"model version {model_version} is an object detector; load it with "
+                          "dl.load_detector(store, version) and serve it with dl.deploy_detector")
     path = verify_checkpoint(store, model_version, info)
     model = ClipClassifier.load_checkpoint(path)
     spec = info.get("spec")
@@ -101,3 +107,82 @@ def load_version(store, model_version: str) -> ClipClassifier:
         model.spec = ClipSpec.from_dict(json.loads(spec) if isinstance(spec, str) else spec)
     model.model_version_ = model_version
     return model
+
+
+def _spec_dict(info: dict) -> dict:
+    spec = info.get("spec")
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except ValueError:
+            return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def is_detector(info: dict) -> bool:
+    """Whether a ``store.get_model(...)`` row is an object detector (its spec says ``kind: detector``).
+
+    Example:
+        >>> is_detector({"spec": '{"kind": "detector", "arch": "tiny_fcos"}'})
+        True
+    """
+    return _spec_dict(info).get("kind") == DETECTOR_KIND
+
+
+def register_detector(store, detector, *, name: str, parent: str | None = None, dataset_version: str | None = None,
+                      params: dict | None = None, metrics: dict | None = None) -> tuple[str, str]:
+    """Save an :class:`~dlabel_lab.ObjectDetector`'s checkpoint into ``<store>/models/`` and register it.
+
+    The version's spec records ``kind: detector``, the architecture and the frame size, so
+    :func:`load_version` refuses it with a pointer here and :func:`load_detector` loads it.
+
+    Returns:
+        ``(version, checkpoint path)``.
+
+    Example:
+        >>> version, path = register_detector(store, detector, name="objects")  # doctest: +SKIP
+        >>> version
+        'objects-v1'
+    """
+    from .detection import ObjectDetector
+
+    if not isinstance(detector, ObjectDetector):
+        raise ConfigError(f"register_detector takes an ObjectDetector, got {type(detector).__name__}; "
+                          "register clip classifiers with register_version")
+    ckpt_dir = Path(store.path) / "models"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt_dir / f".{name}-{os.getpid()}-{time.time_ns()}.safetensors"
+    try:
+        digest = detector.save_checkpoint(tmp)
+        final = ckpt_dir / f"{name}-{digest[:16]}.safetensors"
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    spec = {"kind": DETECTOR_KIND, "arch": detector.arch, "frame_size": list(detector.frame_size)}
+    version = store.register_model(name=name, checkpoint_path=str(final), classes=list(detector.classes), spec=spec,
+                                   parent=parent, dataset_version=dataset_version, params=params, metrics=metrics)
+    detector.version = version
+    return version, str(final)
+
+
+def load_detector(store, model_version: str):
+    """Load a registered detector version (safetensors only), checked against its recorded sha256.
+
+    Raises:
+        ConfigError: The version is a clip classifier (load it with :func:`load_version`).
+        CheckpointError: The checkpoint is missing or altered.
+        UnknownRecord: The version is not registered.
+
+    Example:
+        >>> detector = load_detector(store, "objects-v1")  # doctest: +SKIP
+    """
+    from .detection import ObjectDetector
+
+    info = store.get_model(model_version)
+    if not is_detector(info):
+        raise ConfigError(f"model version {model_version} is a clip classifier, not an object detector; load it "
+                          "with dl.load_version")
+    path = verify_checkpoint(store, model_version, info)
+    detector = ObjectDetector.load_checkpoint(path)
+    detector.version = model_version
+    return detector

@@ -12,9 +12,11 @@ _EXPORTS = {
     "deploy": ".endpoints",
     "deploy_version": ".endpoints",
     "replay": ".endpoints",
+    "DetectionEndpoint": ".detection",
+    "deploy_detector": ".detection",
 }
 
-_SUBMODULES = ("endpoints",)
+_SUBMODULES = ("endpoints", "detection")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

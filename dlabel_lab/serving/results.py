@@ -31,6 +31,8 @@ class ScoringResult:
         latency_ms: Model time per clip in the batch.
         sha256: Digest of the raw clip bytes.
         error: The model's error message when it failed (the id is then unmatched).
+        objects: What a detector identified, per class: ``label``, ``tracks``, ``boxes`` and
+            mean ``score`` (empty for clip classifiers; their top-k is in the store).
         duplicate_of: The earliest scoring id whose clip had exactly these
             bytes, when this clip was scored before (also in the execution
             log as a ``duplicate_clip`` run); ``None`` for new content.
@@ -46,6 +48,7 @@ class ScoringResult:
     sha256: str = ""
     error: str | None = None
     duplicate_of: str | None = None
+    objects: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
