@@ -152,6 +152,9 @@ _EXPORTS = {
     'ScoringResult': '.serving.endpoints',
     # store.payload_store
     'PayloadStore': '.store.payload_store',
+    # train.detection
+    'train_detector': '.train.detection',
+    'retrain_detector': '.train.detection',
     # train.datasets
     'ClipDataset': '.train.datasets',
     'split_ids': '.train.datasets',
@@ -256,6 +259,7 @@ __all__ = [
     "register_detector",
     "replay",
     "retrain",
+    "retrain_detector",
     "run_loop",
     "SchemaVersionError",
     "ScoringResult",
@@ -272,6 +276,7 @@ __all__ = [
     "tile_grid",
     "to_tensor",
     "track_detections",
+    "train_detector",
     "train_initial",
     "train_model",
     "TransformationParams",

@@ -23,9 +23,11 @@ _EXPORTS = {
     "recalibrate_batchnorm": ".training",
     "fine_tune_copy": ".training",
     "evaluate_manifest": ".holdout",
+    "train_detector": ".detection",
+    "retrain_detector": ".detection",
 }
 
-_SUBMODULES = ("datasets", "transforms", "training", "augment", "holdout")
+_SUBMODULES = ("datasets", "transforms", "training", "augment", "holdout", "detection")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
