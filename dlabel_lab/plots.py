@@ -40,6 +40,8 @@ __all__ = [
     "plot_neuron_functions",
     "plot_accuracy_sweep",
     "plot_interval",
+    "plot_boxes",
+    "plot_tracks",
     "save_figure",
 ]
 
@@ -482,6 +484,96 @@ def plot_attribution_overlay(
 
 
 # --- saving ---------------------------------------------------------------------
+def plot_boxes(
+    frame: np.ndarray,
+    boxes,
+    *,
+    labels: Sequence[str] | None = None,
+    scores: Sequence[float] | None = None,
+    truth=None,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """A frame with boxes: predictions solid (with label and score), ground truth dashed.
+
+    Args:
+        frame: ``uint8`` RGB ``(H, W, 3)``.
+        boxes: ``(n, 4)`` xyxy pixel boxes (array, tensor or list).
+        labels: A name per box.
+        scores: A score per box.
+        truth: Optional ``(m, 4)`` ground-truth boxes, drawn dashed.
+        title: Axes title.
+        ax: Draw here.
+
+    Example:
+        >>> ax = plot_boxes(np.zeros((20, 30, 3), np.uint8), [[2, 3, 10, 12]], labels=["circle"], scores=[0.9])
+        >>> len(ax.patches), ax.texts[0].get_text()
+        (1, 'circle 0.90')
+    """
+    from matplotlib.patches import Rectangle
+
+    img = np.asarray(frame)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ConfigError(f"plot_boxes needs one (H, W, 3) frame, got shape {img.shape}")
+
+    def as_boxes(b, what: str) -> np.ndarray:
+        arr = np.asarray(b.detach().cpu() if isinstance(b, torch.Tensor) else b, dtype=float).reshape(-1, 4) \
+            if len(b) else np.zeros((0, 4))
+        if not np.isfinite(arr).all():
+            raise ConfigError(f"plot_boxes: {what} must be finite xyxy boxes")
+        return arr
+
+    pred = as_boxes(boxes, "boxes")
+    for name, values in (("labels", labels), ("scores", scores)):
+        if values is not None and len(values) != len(pred):
+            raise ConfigError(f"plot_boxes: {len(values)} {name} for {len(pred)} boxes")
+    ax = _axes(ax, figsize=(5.0, 5.0 * img.shape[0] / max(img.shape[1], 1)))
+    ax.imshow(img)
+    for x1, y1, x2, y2 in as_boxes(truth, "truth") if truth is not None else []:
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="white", ls="--", lw=1))
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    names = sorted({str(v) for v in labels}) if labels is not None else []
+    for k, (x1, y1, x2, y2) in enumerate(pred):
+        colour = colours[names.index(str(labels[k])) % len(colours)] if labels is not None else colours[0]
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=colour, lw=1.5))
+        text = " ".join(t for t in ((str(labels[k]) if labels is not None else ""),
+                                    (f"{float(scores[k]):.2f}" if scores is not None else "")) if t)  # fmt: skip
+        if text:
+            ax.text(x1, max(y1 - 1, 0), text, color=colour, fontsize=7, va="bottom")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_tracks(objects: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Track timelines: one row per track, a mark on every frame where it has a box, coloured by class.
+
+    Args:
+        objects: Rows with ``track_id``, ``frame_index`` and ``label`` (``store.objects(...).df()``
+            or ``ObjectTracks.table()`` with ``class`` as ``label``).
+        ax: Draw here.
+
+    Example:
+        >>> df = pd.DataFrame({"track_id": [1, 1, 2], "frame_index": [0, 1, 1], "label": ["a", "a", "b"]})
+        >>> len(plot_tracks(df).collections)
+        2
+    """
+    df = _columns(objects, ["track_id", "frame_index", "label"], "plot_tracks")
+    df = df.dropna(subset=["track_id"])
+    ax = _axes(ax, figsize=(6.0, 0.6 + 0.25 * max(df["track_id"].nunique(), 1)))
+    order = {t: k for k, t in enumerate(sorted(df["track_id"].unique()))}
+    for label, part in df.groupby("label", sort=True):
+        ax.scatter(part["frame_index"], [order[t] for t in part["track_id"]], s=12, marker="s", label=str(label))
+    ax.set_yticks(range(len(order)), [str(int(t)) for t in order])
+    ax.set_xlabel("frame")
+    ax.set_ylabel("track")
+    if len(order):
+        ax.legend(fontsize=7, loc="upper right")
+    return ax
+
+
 def save_figure(fig: Figure | Axes, path: str | os.PathLike, *, dpi: int = 120) -> Path:
     """Save a figure (or the figure of an axes), creating parent folders.
 

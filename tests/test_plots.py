@@ -15,6 +15,7 @@ from dlabel_lab.plots import (  # noqa: E402
     ReliabilityDisplay,
     plot_accuracy_sweep,
     plot_attribution_overlay,
+    plot_boxes,
     plot_confusion,
     plot_filmstrip,
     plot_frame_attribution,
@@ -23,6 +24,7 @@ from dlabel_lab.plots import (  # noqa: E402
     plot_neuron_functions,
     plot_reliability,
     plot_slices_before_after,
+    plot_tracks,
     save_figure,
 )
 
@@ -196,3 +198,24 @@ def test_plot_interval_draws_the_estimate_its_interval_and_the_target():
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["0.800 [0.600, 0.900]", "target 0.95"]
     empty = plot_interval(None, 0.0, 1.0)  # nothing audited yet: only the axis
     assert empty.containers == [] and empty.get_legend() is None
+
+
+def test_boxes_over_a_frame_predictions_and_truth():
+    frame = np.zeros((40, 60, 3), np.uint8)
+    ax = plot_boxes(frame, torch.tensor([[2.0, 3, 20, 30], [30, 5, 50, 25]]), labels=["circle", "square"],
+                          scores=[0.91, 0.4], truth=[[1, 1, 19, 29]])  # fmt: skip
+    assert len(ax.patches) == 3 and [t.get_text() for t in ax.texts] == ["circle 0.91", "square 0.40"]
+    assert ax.patches[0].get_linestyle() == "--"  # truth first, dashed
+    assert len(plot_boxes(frame, []).patches) == 0
+    with pytest.raises(ConfigError, match="labels"):
+        plot_boxes(frame, [[0, 0, 1, 1]], labels=["a", "b"])
+    with pytest.raises(ConfigError, match="frame"):
+        plot_boxes(np.zeros((4, 4)), [])
+
+
+def test_track_timelines_one_row_per_track():
+    df = pd.DataFrame({"track_id": [3, 3, 7, 7, 7, None], "frame_index": [0, 1, 1, 2, 3, 0],
+                       "label": ["a", "a", "b", "b", "b", "a"]})  # fmt: skip
+    ax = plot_tracks(df)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["3", "7"]
+    assert sorted(len(c.get_offsets()) for c in ax.collections) == [2, 3]
