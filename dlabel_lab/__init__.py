@@ -152,6 +152,20 @@ _EXPORTS = {
     'ScoringResult': '.serving.endpoints',
     # store.payload_store
     'PayloadStore': '.store.payload_store',
+    # labeling.pipelines
+    'define_pipeline': '.labeling.pipelines',
+    'run_pipeline': '.labeling.pipelines',
+    'next_task': '.labeling.pipelines',
+    'answer_task': '.labeling.pipelines',
+    'task_frames': '.labeling.pipelines',
+    'pipeline_status': '.labeling.pipelines',
+    'resolved_objects': '.labeling.pipelines',
+    'missed_objects': '.labeling.pipelines',
+    'export_coco': '.labeling.pipelines',
+    'Task': '.labeling.pipelines',
+    'PipelineRun': '.labeling.pipelines',
+    'TASK_KINDS': '.labeling.pipelines',
+    'MACHINE_KINDS': '.labeling.pipelines',
     # train.detection
     'train_detector': '.train.detection',
     'retrain_detector': '.train.detection',
@@ -171,6 +185,19 @@ _SUBMODULES = ("media", "store", "models", "objects", "serving", "explain", "lab
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
 __all__ = [
+    "define_pipeline",
+    "run_pipeline",
+    "next_task",
+    "answer_task",
+    "task_frames",
+    "pipeline_status",
+    "resolved_objects",
+    "missed_objects",
+    "export_coco",
+    "Task",
+    "PipelineRun",
+    "TASK_KINDS",
+    "MACHINE_KINDS",
     "analyse",
     "Analysis",
     "attribution_cost_benchmark",

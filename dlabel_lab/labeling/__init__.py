@@ -1,4 +1,5 @@
-"""Labelling less: query strategies, what to label next, MC-dropout, calibration, auto-labelling with audit.
+"""Labelling less: query strategies, what to label next, MC-dropout, calibration, auto-labelling with audit,
+labelling pipelines of machine steps and human micro-tasks.
 
 Names load on first use (see :mod:`dlabel_lab.lazy`).
 """
@@ -28,9 +29,23 @@ _EXPORTS = {
     "stopping_decision": ".stopping",
     "BULK_SOURCE": ".relabel",
     "relabel": ".relabel",
+    "TASK_KINDS": ".pipelines",
+    "MACHINE_KINDS": ".pipelines",
+    "Task": ".pipelines",
+    "PipelineRun": ".pipelines",
+    "define_pipeline": ".pipelines",
+    "run_pipeline": ".pipelines",
+    "next_task": ".pipelines",
+    "answer_task": ".pipelines",
+    "task_frames": ".pipelines",
+    "pipeline_status": ".pipelines",
+    "resolved_objects": ".pipelines",
+    "missed_objects": ".pipelines",
+    "export_coco": ".pipelines",
 }
 
-_SUBMODULES = ("strategies", "suggest", "calibration", "autolabel", "stopping", "relabel")
+_SUBMODULES = ("strategies", "suggest", "calibration", "autolabel", "stopping", "relabel", "pipelines", "microtasks",
+               "pipeline_results")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

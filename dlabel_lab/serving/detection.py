@@ -13,7 +13,7 @@ norfair, and logged under one scoring id:
   threshold, the tracker and its options), the digest of the decoded frames,
   and a summary of the identified objects (tracks per class);
 - a clip-level prediction (the class with most tracks, confidence the mean
-  score of its boxes; ``"no_objects"`` when nothing was found; the
+  score of its boxes; ``"no_objects"`` with confidence 0 when nothing was found; the
   "probabilities" are each class's share of the tracks), so detector events
   appear in :meth:`~dlabel_lab.PayloadStore.matched`;
 - the objects themselves, one row per box (frame index, timestamp, box,
@@ -212,7 +212,7 @@ class DetectionEndpoint:
         return rows, record
 
     @staticmethod
-    def _summary(rows: list[dict]) -> tuple[list[dict], str, float | None]:
+    def _summary(rows: list[dict]) -> tuple[list[dict], str, float]:
         """Tracks per class (the transformed payload's objects) and the clip-level prediction."""
         tracks: dict[int, str] = {}
         scores: dict[str, list[float]] = {}
@@ -223,7 +223,7 @@ class DetectionEndpoint:
         summary = [{"label": c, "tracks": n, "boxes": len(scores[c]), "score": float(np.mean(scores[c]))}
                    for c, n in sorted(per_class.items(), key=lambda kv: (-kv[1], -np.mean(scores[kv[0]]), kv[0]))]
         if not summary:
-            return [], NO_OBJECTS, None
+            return [], NO_OBJECTS, 0.0
         return summary, summary[0]["label"], summary[0]["score"]
 
     def _log(self, scoring_id: str, rows: list[dict], record: dict, latency_ms: float, label: str | None,

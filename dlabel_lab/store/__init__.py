@@ -14,7 +14,7 @@ _EXPORTS = {
 }
 
 _SUBMODULES = ("payload_store", "schema", "io", "events", "queries", "writes", "versions", "analysis",
-               "staging", "raw", "verify", "lock", "objects")
+               "staging", "raw", "verify", "lock", "objects", "tasks")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

@@ -50,6 +50,7 @@ from .objects import ObjectsMixin
 from .queries import MATCHED_COLUMNS, matched_filters, matched_query, unmatched_query
 from .raw import RawMixin
 from .schema import SCHEMA_VERSION, current_version, migrate, newer_message
+from .tasks import TasksMixin
 from .verify import VerifyMixin, VerifyReport
 from .versions import VersionsMixin
 
@@ -82,7 +83,7 @@ def _keep_forever(*objects: object) -> None:
                 ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
-class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisMixin, ObjectsMixin):
+class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisMixin, ObjectsMixin, TasksMixin):
     """A folder holding ``store.duckdb`` and ``media/``: every payload of every scoring event.
 
     Opening takes the store's lock (the one thing done on construction, so a

@@ -2,10 +2,12 @@
 
 Example:
     >>> from dlabel_lab.widgets import ScoringWidget, LabelQueue, DatasetBrowser, AttributionViewer, RetrainPanel
+    >>> from dlabel_lab.widgets import MicroTaskWidget
 """
 
 from .attribution import AttributionViewer, reject_params
 from .browser import DatasetBrowser
+from .microtask import MicroTaskWidget
 from .queue import LabelQueue
 from .retrain import LiveTrainingCallback, RetrainPanel, lineage_html
 from .scoring import ScoringWidget
@@ -15,6 +17,7 @@ __all__ = [
     "DatasetBrowser",
     "LabelQueue",
     "LiveTrainingCallback",
+    "MicroTaskWidget",
     "RetrainPanel",
     "ScoringWidget",
     "lineage_html",

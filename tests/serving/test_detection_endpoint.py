@@ -141,3 +141,15 @@ def test_long_clips_are_refused_before_decoding_all_frames(trained, store):
     with pytest.raises(dl.MediaError, match="at most 4"):
         dl.deploy_detector(store, version, max_frames=4).score(clips[0])
     assert store._rows("SELECT count(*) FROM raw_payloads")[0][0] == 0
+
+
+def test_a_clip_without_objects_is_logged_as_no_objects(trained, store):
+    det, clips = trained
+    version, _ = dl.register_detector(store, det, name="objects")
+    endpoint = dl.deploy_detector(store, version, score_threshold=1.0)  # nothing scores 1.0
+    (result,) = endpoint.score_many(clips[:1], progress=False)
+    assert result.predicted_label == "no_objects" and result.confidence == 0.0 and result.objects == []
+    assert store.objects_df(model_version=version).empty
+    row = store.matched_df(model_version=version).iloc[0]
+    assert row["predicted_label"] == "no_objects" and list(row["probabilities"]) == [0.0, 0.0, 0.0]
+    assert endpoint.detect_stored([result.scoring_id], progress=False) == []
