@@ -72,24 +72,13 @@ from dlabel_lab.labeling.pipelines import (
     resolved_objects,
     run_pipeline,
 )
+from dlabel_lab.labeling.simulate import fix_verdict, iou_matrix, missed_boxes, verify_verdict
 
 CLASSES = ["circle", "square", "triangle"]
 IOU = 0.5
 
 
 # --- matching (pure) ------------------------------------------------------------------------------
-def iou_matrix(a, b) -> np.ndarray:
-    """IoU of every box of ``a`` (n, 4) with every box of ``b`` (m, 4), xyxy."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = w * h
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def true_positives(pred: list[tuple[list, str]], truth: list[tuple[list, str]], iou: float = IOU) -> int:
     """Greedy one-to-one matches by IoU (highest first) of same-class boxes with IoU >= ``iou``."""
     if not pred or not truth:
@@ -107,48 +96,6 @@ def true_positives(pred: list[tuple[list, str]], truth: list[tuple[list, str]], 
             used_t.add(j)
             tp += 1
     return tp
-
-
-def verify_verdict(members: list[dict], truth_of, label: str) -> dict:
-    """The oracle's answer to a verify_track task; ``truth_of(frame)`` gives ``[(box, class), ...]``."""
-    matched = []
-    for m in members:
-        truth = truth_of(m["frame_index"])
-        if truth:
-            ious = iou_matrix([m["box"]], [t[0] for t in truth])[0]
-            j = int(ious.argmax())
-            if ious[j] >= IOU:
-                matched.append(truth[j][1])
-    if 2 * len(matched) <= len(members):
-        return {"verdict": "reject"}
-    best = Counter(matched).most_common(1)[0][0]
-    return {"verdict": "accept"} if best == label else {"verdict": "relabel", "label": best}
-
-
-def fix_verdict(box: list[float], label: str, truth: list[tuple[list, str]], claimed: list[list[float]]) -> dict:
-    """The oracle's answer to a fix_box task: accept, fix to the truth box it overlaps most (unclaimed), or reject."""
-    if not truth:
-        return {"verdict": "reject"}
-    ious = iou_matrix([box], [t[0] for t in truth])[0]
-    j = int(ious.argmax())
-    if ious[j] >= IOU and truth[j][1] == label:
-        return {"verdict": "accept"}
-    free = [k for k in np.argsort(-ious) if ious[k] > 0
-            and not any(iou_matrix([truth[k][0]], [c])[0, 0] >= IOU for c in claimed)]  # fmt: skip
-    if not free:
-        return {"verdict": "reject"}
-    k = int(free[0])
-    return {"verdict": "fix", "box": [float(v) for v in truth[k][0]], "label": truth[k][1]}
-
-
-def missed_boxes(truth: list[tuple[list, str]], kept: list[tuple[list, str]]) -> list[dict]:
-    """Truth boxes no kept box covers (IoU >= 0.5, same class): what the oracle draws."""
-    out = []
-    for box, label in truth:
-        same = [k[0] for k in kept if k[1] == label]
-        if not same or iou_matrix([box], same)[0].max() < IOU:
-            out.append({"box": [float(v) for v in box], "label": label})
-    return out
 
 
 # --- one seed ---------------------------------------------------------------------------------------

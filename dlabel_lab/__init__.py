@@ -166,6 +166,7 @@ _EXPORTS = {
     'PipelineRun': '.labeling.pipelines',
     'TASK_KINDS': '.labeling.pipelines',
     'MACHINE_KINDS': '.labeling.pipelines',
+    'TruthAnnotator': '.labeling.simulate',
     # train.detection
     'train_detector': '.train.detection',
     'retrain_detector': '.train.detection',
@@ -185,6 +186,7 @@ _SUBMODULES = ("media", "store", "models", "objects", "serving", "explain", "lab
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
 __all__ = [
+    "TruthAnnotator",
     "define_pipeline",
     "run_pipeline",
     "next_task",

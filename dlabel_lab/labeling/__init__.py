@@ -42,10 +42,11 @@ _EXPORTS = {
     "resolved_objects": ".pipelines",
     "missed_objects": ".pipelines",
     "export_coco": ".pipelines",
+    "TruthAnnotator": ".simulate",
 }
 
 _SUBMODULES = ("strategies", "suggest", "calibration", "autolabel", "stopping", "relabel", "pipelines", "microtasks",
-               "pipeline_results")
+               "pipeline_results", "simulate")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

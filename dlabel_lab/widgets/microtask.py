@@ -192,6 +192,24 @@ class MicroTaskWidget(widgets.VBox):
         else:
             self._answer(self._fix_answer(), kinds=(kind,))
 
+    def draw_box(self, box: Sequence[float], label: str) -> None:
+        """Draw a box on the shown crop as a person would with the mouse (native pixels ``[x1, y1, x2, y2]``).
+
+        Used to script the widget (a tutorial, a simulated person); :meth:`submit` then sends it.
+
+        Raises:
+            UnknownLabel: ``label`` is not one of the task's classes.
+
+        Example:
+            >>> w.draw_box([12, 30, 26, 44], "circle"); w.submit()  # doctest: +SKIP
+        """
+        if self.task is None:
+            return
+        if label not in self.task.classes:
+            raise UnknownLabel(f"{label!r} is not one of the task's classes {list(self.task.classes)}")
+        shown = {**to_display([float(v) for v in box], self.task.region, self.scale), "label": label}
+        self.bbox_widget.bboxes = [*self.bbox_widget.bboxes, shown]
+
     def skip(self) -> None:
         """Skip the shown task (logged as a skip, so it is not shown to this author again).
 

@@ -253,6 +253,18 @@ def test_drawn_boxes_are_sent_as_missed_objects_and_the_next_tile_follows(pipeli
     assert w.task is None
 
 
+def test_a_scripted_box_is_drawn_in_display_pixels_and_lands_in_native_ones(pipeline):
+    store, pid, _ = pipeline
+    w = MicroTaskWidget(store, pid, author="ana", step="missed")
+    first = w.task
+    w.draw_box([10.0, 2.0, 25.0, 15.0], "triangle")
+    assert w.bbox_widget.bboxes[-1] == {"x": 70.0, "y": 14.0, "width": 105.0, "height": 91.0, "label": "triangle"}
+    with pytest.raises(dl.UnknownLabel, match="hexagon"):
+        w.draw_box([1, 1, 5, 5], "hexagon")
+    w.submit()
+    assert w.answered == [(first.task_id, {"boxes": [{"box": [10.0, 2.0, 25.0, 15.0], "label": "triangle"}]})]
+
+
 def test_a_box_without_a_class_is_refused_in_the_widget_and_nothing_is_written(pipeline):
     store, pid, sid = pipeline
     w = MicroTaskWidget(store, pid, author="ana", step="missed")
