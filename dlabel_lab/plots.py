@@ -547,12 +547,14 @@ def plot_boxes(
     return ax
 
 
-def plot_tracks(objects: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+def plot_tracks(objects: pd.DataFrame, *, max_tracks: int = 30, ax: Axes | None = None) -> Axes:
     """Track timelines: one row per track, a mark on every frame where it has a box, coloured by class.
 
     Args:
         objects: Rows with ``track_id``, ``frame_index`` and ``label`` (``store.objects(...).df()``
             or ``ObjectTracks.table()`` with ``class`` as ``label``).
+        max_tracks: Show the tracks with most boxes, at most this many (the title says how many
+            were left out).
         ax: Draw here.
 
     Example:
@@ -562,7 +564,15 @@ def plot_tracks(objects: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     """
     df = _columns(objects, ["track_id", "frame_index", "label"], "plot_tracks")
     df = df.dropna(subset=["track_id"])
+    if isinstance(max_tracks, bool) or not isinstance(max_tracks, int) or max_tracks < 1:
+        raise ConfigError(f"max_tracks must be an int >= 1, got {max_tracks!r}")
+    sizes = df["track_id"].value_counts(sort=False)
+    keep = sorted(sizes.index, key=lambda t: (-sizes[t], t))[:max_tracks]
+    left_out = len(sizes) - len(keep)
+    df = df[df["track_id"].isin(keep)]
     ax = _axes(ax, figsize=(6.0, 0.6 + 0.25 * max(df["track_id"].nunique(), 1)))
+    if left_out:
+        ax.set_title(f"{len(keep)} longest tracks of {len(keep) + left_out}", fontsize=9)
     order = {t: k for k, t in enumerate(sorted(df["track_id"].unique()))}
     for label, part in df.groupby("label", sort=True):
         ax.scatter(part["frame_index"], [order[t] for t in part["track_id"]], s=12, marker="s", label=str(label))

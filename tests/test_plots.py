@@ -219,3 +219,11 @@ def test_track_timelines_one_row_per_track():
     ax = plot_tracks(df)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["3", "7"]
     assert sorted(len(c.get_offsets()) for c in ax.collections) == [2, 3]
+
+
+def test_track_timelines_keep_the_longest_tracks():
+    df = pd.DataFrame({"track_id": [1, 2, 2, 3, 3, 3], "frame_index": [0, 0, 1, 0, 1, 2], "label": ["a"] * 6})
+    ax = plot_tracks(df, max_tracks=2)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["2", "3"] and ax.get_title() == "2 longest tracks of 3"
+    with pytest.raises(ConfigError, match="max_tracks"):
+        plot_tracks(df, max_tracks=0)
