@@ -251,6 +251,28 @@ def _cmd_estimate(args) -> int:
     return 0
 
 
+def _cmd_objects(args) -> int:
+    from .store.payload_store import PayloadStore
+
+    _require_store(args.store)
+    frame_range = tuple(args.frames) if args.frames else None
+    with PayloadStore(args.store, read_only=True) as store:
+        table = store.objects_df(model=args.model, model_version=args.model_version, label=args.label,
+                                 min_confidence=args.min_confidence, max_confidence=args.max_confidence,
+                                 track_id=args.track, frame_range=frame_range)  # fmt: skip
+    if args.out:
+        table.to_csv(Path(args.out), index=False)
+        print(f"{len(table)} objects written to {args.out}")
+    elif table.empty:
+        print("no objects match")
+    else:
+        cols = ["scoring_id", "model_version", "frame_index", "label", "score", "track_id", "x1", "y1", "x2", "y2"]
+        print(table[cols].head(args.limit).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        print(f"{len(table)} objects in {table['scoring_id'].nunique()} clips"
+              + (f" (first {args.limit} shown; --out writes all)" if len(table) > args.limit else ""))
+    return 0
+
+
 def _cmd_versions(args) -> int:
     from .store.payload_store import PayloadStore
 
@@ -416,6 +438,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the draws")
     s.add_argument("--out", help="write the clips to label as CSV instead of printing them")
     s.set_defaults(func=_cmd_estimate)
+    o = sub.add_parser("objects", help="objects detectors identified, filtered by model, class, confidence, "
+                       "track and frames", **fmt)
+    o.add_argument("store", help="payload store folder")
+    o.add_argument("--model", help="model name (all its versions)")
+    o.add_argument("--model-version", dest="model_version", help="one model version")
+    o.add_argument("--label", help="class name")
+    o.add_argument("--min-confidence", dest="min_confidence", type=float, help="keep score >= this")
+    o.add_argument("--max-confidence", dest="max_confidence", type=float, help="keep score <= this")
+    o.add_argument("--track", type=int, help="track id")
+    o.add_argument("--frames", type=whole_number(0), nargs=2, metavar=("FIRST", "LAST"), help="frame range")
+    o.add_argument("--limit", type=whole_number(1), default=30, help="rows printed")
+    o.add_argument("--out", help="write every matching object as CSV instead of printing")
+    o.set_defaults(func=_cmd_objects)
     v = sub.add_parser("versions", help="list model versions (and one version's lineage)", **fmt)
     v.add_argument("store", help="payload store folder")
     v.add_argument("--lineage", metavar="VERSION", help="also show this version's lineage")

@@ -88,3 +88,21 @@ def test_help_describes_positionals_and_shows_defaults(capsys):
         text = capsys.readouterr().out
         assert all(e in text for e in expected), (command, text)
         assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_objects_lists_and_exports_filtered_objects(tmp_path, capsys):
+    store_dir = tmp_path / "store"
+    with dl.PayloadStore(store_dir) as store:
+        sid = store.new_scoring_id()
+        store.log_objects(sid, model_version="det-v1", rows=[
+            {"frame_index": 0, "box": [1, 2, 10, 12], "label": "circle", "score": 0.9, "track_id": 1},
+            {"frame_index": 5, "box": [3, 4, 9, 9], "label": "square", "score": 0.4, "track_id": 2}])  # fmt: skip
+    assert main(["objects", str(store_dir), "--min-confidence", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "circle" in out and "square" not in out and "1 objects in 1 clips" in out
+    csv = tmp_path / "o.csv"
+    assert main(["objects", str(store_dir), "--frames", "1", "9", "--out", str(csv)]) == 0
+    rows = csv.read_text().splitlines()
+    assert len(rows) == 2 and ",square," in rows[1]
+    assert main(["objects", str(store_dir), "--label", "triangle"]) == 0
+    assert "no objects match" in capsys.readouterr().out
