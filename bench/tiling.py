@@ -59,7 +59,7 @@ from torchvision.ops import box_iou
 import dlabel_lab as dl
 from dlabel_lab.models.detection import ObjectDetector
 from dlabel_lab.objects.frames import frames_dataset
-from dlabel_lab.objects.tiling import detect_tiled
+from dlabel_lab.objects.tiling import detect_tiled, random_crop
 
 CLASSES = ["circle", "square", "triangle"]
 FRAME = (720, 1280)
@@ -89,20 +89,6 @@ def make_split(root: Path, n: int, frames: int, objects: tuple[int, int], seed: 
         images.append((image * 255).round().byte().permute(1, 2, 0).numpy())
         targets.append({"boxes": target["boxes"], "labels": target["labels"]})
     return images, targets
-
-
-def random_crop(image: np.ndarray, target: dict, size: tuple[int, int], rng) -> tuple[np.ndarray, dict]:
-    """A ``size`` crop at a random place; boxes at least half inside it are kept, clipped."""
-    h, w = size
-    y0 = int(rng.integers(0, image.shape[0] - h + 1))
-    x0 = int(rng.integers(0, image.shape[1] - w + 1))
-    boxes = target["boxes"] - torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
-    clipped = boxes.clone()
-    clipped[:, 0::2] = clipped[:, 0::2].clamp(0, w)
-    clipped[:, 1::2] = clipped[:, 1::2].clamp(0, h)
-    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
-    keep = (area(clipped) >= 0.5 * area(boxes)) & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    return image[y0 : y0 + h, x0 : x0 + w], {"boxes": clipped[keep], "labels": target["labels"][keep]}
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:

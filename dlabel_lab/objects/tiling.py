@@ -30,7 +30,7 @@ from torchvision.ops import batched_nms
 from ..errors import ConfigError
 from ..media.video import image_tensors
 
-__all__ = ["tile_grid", "detect_tiled", "merge_detections", "MERGES"]
+__all__ = ["random_crop", "tile_grid", "detect_tiled", "merge_detections", "MERGES"]
 
 #: The merge methods :func:`detect_tiled` accepts.
 MERGES = ("nms", "greedy")
@@ -67,6 +67,48 @@ def tile_grid(height: int, width: int, *, tile: tuple[int, int] = (360, 640), ov
     cols = _starts(width, min(tw, width), overlap)
     th, tw = min(th, height), min(tw, width)
     return [(x, y, x + tw, y + th) for y in rows for x in cols]
+
+
+def random_crop(image, target: dict, size: tuple[int, int], rng) -> tuple:
+    """A ``size`` crop of a frame at a random place, with the boxes at least half inside it, clipped.
+
+    For slicing-aided training (SAHI): a detector that also learns from tile-sized crops sees
+    objects at the scale :func:`detect_tiled` shows them.
+
+    Args:
+        image: A ``(3, H, W)`` tensor or an ``(H, W, 3)`` array.
+        target: ``{"boxes": (n, 4) xyxy tensor, "labels": (n,) tensor, ...}``.
+        size: ``(height, width)`` of the crop, at most the frame's.
+        rng: A ``numpy.random.Generator``.
+
+    Returns:
+        ``(crop, target)`` with the kept boxes shifted into the crop and clipped to it.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> crop, t = random_crop(torch.zeros(3, 40, 60), {"boxes": torch.tensor([[0.0, 0, 10, 10]]),
+        ...                       "labels": torch.tensor([1])}, (40, 60), np.random.default_rng(0))
+        >>> tuple(crop.shape), t["boxes"].tolist()
+        ((3, 40, 60), [[0.0, 0.0, 10.0, 10.0]])
+    """
+    channels_first = isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] in (1, 3)
+    H, W = (image.shape[1], image.shape[2]) if channels_first else (image.shape[0], image.shape[1])
+    h, w = size
+    if not (0 < h <= H and 0 < w <= W):
+        raise ConfigError(f"crop size {size} must fit the {H}x{W} frame")
+    y0 = int(rng.integers(0, H - h + 1))
+    x0 = int(rng.integers(0, W - w + 1))
+    boxes = torch.as_tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4)
+    boxes = boxes - torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
+    clipped = boxes.clone()
+    clipped[:, 0::2] = clipped[:, 0::2].clamp(0, w)
+    clipped[:, 1::2] = clipped[:, 1::2].clamp(0, h)
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    keep = (area(clipped) >= 0.5 * area(boxes)) & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    crop = image[:, y0 : y0 + h, x0 : x0 + w] if channels_first else image[y0 : y0 + h, x0 : x0 + w]
+    out = {k: v for k, v in target.items() if k not in ("boxes", "labels")}
+    out.update(boxes=clipped[keep], labels=torch.as_tensor(target["labels"])[keep])
+    return crop, out
 
 
 def _starts(length: int, side: int, overlap: float) -> list[int]:

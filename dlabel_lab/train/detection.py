@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
@@ -31,6 +32,7 @@ from ..models.checkpoint import file_sha256
 from ..models.detection import ObjectDetector
 from ..models.registry import load_detector, register_detector
 from ..objects.frames import collate_detections, frames_dataset
+from ..objects.tiling import random_crop
 
 __all__ = ["train_detector", "retrain_detector"]
 
@@ -42,6 +44,23 @@ def _as_list(annotations) -> list[ObjectAnnotations]:
     if not items:
         raise ConfigError("give at least one annotations file (COCO annotations.json of clip frames)")
     return [a if isinstance(a, ObjectAnnotations) else read_object_annotations(a) for a in items]
+
+
+class _Crops(torch.utils.data.Dataset):
+    """Every item of ``base`` as a random crop of ``size`` (a new place each time it is read)."""
+
+    def __init__(self, base, size: tuple[int, int], seed: int) -> None:
+        self.base, self.size = base, size
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, target = self.base[i]
+        if image.shape[1] < self.size[0] or image.shape[2] < self.size[1]:
+            raise ConfigError(f"crops {self.size} are larger than the {tuple(image.shape[1:])} frames")
+        return random_crop(image, target, self.size, self.rng)
 
 
 def _positive(value, name: str) -> int:
@@ -59,6 +78,7 @@ def train_detector(
     epochs: int = 12,
     batch_size: int = 8,
     seed: int = 0,
+    crops: tuple[int, int] | None = None,
     progress: bool = False,
     root_dir: str | os.PathLike | None = None,
 ) -> ObjectDetector:
@@ -75,6 +95,11 @@ def train_detector(
         epochs: Passes over the frames.
         batch_size: Frames per step.
         seed: Seeds weights, shuffling and everything random; same data and seed, same detector.
+        crops: ``(height, width)``: every epoch also shows each frame's random crop of this size
+            (boxes at least half inside it kept; :func:`~dlabel_lab.objects.tiling.random_crop`),
+            which the detector enlarges to its input size: SAHI's slicing-aided fine-tuning, so
+            objects are also learnt at the scale :func:`~dlabel_lab.detect_tiled` shows them with
+            tiles of this size. Doubles the work per epoch.
         progress: Show Lightning's progress bar.
         root_dir: Where Lightning may write (default: a temporary folder, removed after).
 
@@ -111,6 +136,11 @@ def train_detector(
     data = datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
     if len(data) == 0:
         raise ConfigError("the annotations hold no frames to train on")
+    if crops is not None:
+        if (not isinstance(crops, Sequence) or len(crops) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in crops)):  # fmt: skip
+            raise ConfigError(f"crops must be (height, width) ints >= 8, got {crops!r}")
+        data = ConcatDataset([data, _Crops(data, (int(crops[0]), int(crops[1])), seed)])
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=collate_detections, generator=generator)
     with tempfile.TemporaryDirectory(prefix="dlabel-det-") as tmp:

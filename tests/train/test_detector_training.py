@@ -64,3 +64,37 @@ def test_training_errors(data, tmp_path):
         dl.train_detector(a, epochs=0)
     with pytest.raises(dl.ConfigError, match="differ"):
         dl.train_detector(a, detector=dl.ObjectDetector(["car", "bike"]), epochs=1)
+
+
+def test_crops_add_tile_sized_views_and_stay_deterministic(data):
+    a, _ = data
+    d1 = dl.train_detector(a, epochs=1, seed=4, crops=(36, 48))
+    d2 = dl.train_detector(a, epochs=1, seed=4, crops=(36, 48))
+    plain = dl.train_detector(a, epochs=1, seed=4)
+    assert _same(d1, d2) and not _same(d1, plain)
+    with pytest.raises(dl.ConfigError, match="crops"):
+        dl.train_detector(a, epochs=1, crops=(4, 4))
+    with pytest.raises(dl.ConfigError, match="larger than"):
+        dl.train_detector(a, epochs=1, crops=(100, 100))
+
+
+def test_random_crop_keeps_boxes_mostly_inside_and_clips_them():
+    import numpy as np
+
+    from dlabel_lab.objects.tiling import random_crop
+
+    class At:  # puts the crop at x 10, y 5
+        def __init__(self):
+            self.values = iter([5, 10])
+
+        def integers(self, lo, hi):
+            return next(self.values)
+
+    target = {"boxes": torch.tensor([[12.0, 6, 20, 14], [45.0, 5, 60, 15], [0.0, 0, 8, 8]]),
+              "labels": torch.tensor([1, 2, 3]), "image_id": 7}  # fmt: skip
+    crop, t = random_crop(torch.arange(3 * 30 * 60, dtype=torch.float32).reshape(3, 30, 60), target, (20, 40), At())
+    assert tuple(crop.shape) == (3, 20, 40) and crop[0, 0, 0].item() == 5 * 60 + 10
+    # box 2 is 1/3 inside (x 45..50 of 45..60): dropped; box 3 lies outside; image_id is kept
+    assert t["boxes"].tolist() == [[2.0, 1.0, 10.0, 9.0]] and t["labels"].tolist() == [1] and t["image_id"] == 7
+    with pytest.raises(dl.ConfigError, match="fit"):
+        random_crop(np.zeros((10, 10, 3)), target, (20, 20), At())
