@@ -44,23 +44,11 @@ import numpy as np
 import torch
 
 import dlabel_lab as dl
+from dlabel_lab.labeling.simulate import iou_matrix
 from dlabel_lab.objects.tracking import _rows
 
 ARMS = ("norfair", "norfair_centroid", "iou_greedy")
 SOURCES = ("noisy_truth", "detector")
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of xyxy boxes ``a`` (n, 4) and ``b`` (m, 4)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 def iou_greedy(frames: list[dict], *, threshold: float = 0.3) -> list[list[tuple[int, int]]]:
@@ -69,7 +57,7 @@ def iou_greedy(frames: list[dict], *, threshold: float = 0.3) -> list[list[tuple
     for frame in frames:
         boxes = np.asarray(frame["boxes"], float).reshape(-1, 4)
         prev_boxes = np.asarray([b for b, _ in previous], float).reshape(-1, 4)
-        m = iou(boxes, prev_boxes)
+        m = iou_matrix(boxes, prev_boxes)
         pairs = sorted(((m[i, j], i, j) for i in range(len(boxes)) for j in range(len(previous))
                         if m[i, j] >= threshold), reverse=True)  # fmt: skip
         taken_i, taken_j, ids = set(), set(), {}
@@ -139,15 +127,12 @@ def clip_images(ann) -> dict[str, list[dict]]:
 
 
 def pooled(results: list[dict]) -> dict:
-    s = {k: sum(r[k] for r in results) for k in ("misses", "false_positives", "id_switches", "objects")}
-    # IDF1 pooled from per-clip idp/idr: idtp = idr * objects, idfn = objects - idtp, idfp = idtp / idp - idtp
-    idtp = sum(r["idr"] * r["objects"] for r in results if np.isfinite(r["idr"]))
-    idfp = sum(r["idr"] * r["objects"] / r["idp"] - r["idr"] * r["objects"]
-               for r in results if np.isfinite(r["idp"]) and r["idp"] > 0)  # fmt: skip
-    idfn = s["objects"] - idtp
+    """Counts summed over clips, then MOTA and IDF1 of the sums."""
+    s = {k: sum(r[k] for r in results) for k in ("misses", "false_positives", "id_switches", "objects", "idtp",
+                                                 "idfp", "idfn")}  # fmt: skip
     return {
         "mota": 1 - (s["misses"] + s["false_positives"] + s["id_switches"]) / max(s["objects"], 1),
-        "idf1": 2 * idtp / max(2 * idtp + idfp + idfn, 1e-9),
+        "idf1": 2 * s["idtp"] / max(2 * s["idtp"] + s["idfp"] + s["idfn"], 1e-9),
         "id_switches": s["id_switches"],
         "objects": s["objects"],
     }

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..media.objects import ObjectAnnotations, read_object_annotations
 
-__all__ = ["TruthAnnotator", "iou_matrix", "verify_verdict", "fix_verdict", "missed_boxes"]
+__all__ = ["TruthAnnotator", "iou_matrix", "verify_verdict", "fix_verdict", "missed_boxes", "kept_boxes"]
 
 Truth = list[tuple[list[float], str]]
 
@@ -80,8 +80,8 @@ def fix_verdict(box: Sequence[float], label: str, truth: Truth, claimed: Sequenc
     """The answer to a ``fix_box`` task: accept, fix to the unclaimed true box it overlaps most, or reject.
 
     Example:
-        >>> fix_verdict([0, 0, 4, 4], "a", [([1, 0, 5, 4], "a")], [])
-        {'verdict': 'fix', 'box': [1.0, 0.0, 5.0, 4.0], 'label': 'a'}
+        >>> fix_verdict([0, 0, 4, 4], "a", [([2, 0, 6, 4], "a")], [])
+        {'verdict': 'fix', 'box': [2.0, 0.0, 6.0, 4.0], 'label': 'a'}
     """
     if not truth:
         return {"verdict": "reject"}
@@ -115,6 +115,22 @@ def missed_boxes(truth: Truth, kept: Truth, *, region: Sequence[float] | None = 
         if not same or iou_matrix([box], same)[0].max() < iou:
             out.append({"box": [float(v) for v in box], "label": label})
     return out
+
+
+def kept_boxes(frame_rows, task) -> Truth:
+    """The boxes of ``frame_rows`` (e.g. :func:`~dlabel_lab.resolved_objects`) on the task's clip and first frame.
+
+    Example:
+        >>> import pandas as pd
+        >>> from types import SimpleNamespace
+        >>> rows = pd.DataFrame({"scoring_id": ["a", "a"], "frame_index": [0, 1], "x1": [1.0, 2.0],
+        ...                      "y1": [1.0, 2.0], "x2": [5.0, 6.0], "y2": [5.0, 6.0], "label": ["c", "d"]})
+        >>> kept_boxes(rows, SimpleNamespace(scoring_id="a", frame_indices=[1]))
+        [([2.0, 2.0, 6.0, 6.0], 'd')]
+    """
+    here = frame_rows[(frame_rows["scoring_id"] == task.scoring_id)
+                      & (frame_rows["frame_index"] == task.frame_indices[0])]  # fmt: skip
+    return [([float(r.x1), float(r.y1), float(r.x2), float(r.y2)], str(r.label)) for r in here.itertuples()]
 
 
 class TruthAnnotator:

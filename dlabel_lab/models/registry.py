@@ -141,7 +141,7 @@ def register_detector(store, detector, *, name: str, parent: str | None = None, 
 
     Example:
         >>> version, path = register_detector(store, detector, name="objects")  # doctest: +SKIP
-        >>> version
+        >>> version  # doctest: +SKIP
         'objects-v1'
     """
     from .detection import ObjectDetector

@@ -251,7 +251,8 @@ def evaluate_tracks(
     Returns:
         ``mota``, ``motp`` (mean 1 - IoU of matches), ``idf1``, ``idp``, ``idr``, ``id_switches``,
         ``fragmentations``, ``false_positives``, ``misses``, ``objects`` (ground-truth boxes),
-        ``predictions``, ``frames``, ``gt_tracks``, ``predicted_tracks``, ``mostly_tracked``;
+        ``predictions``, ``frames``, ``gt_tracks``, ``predicted_tracks``, ``mostly_tracked``, and the
+        identity counts ``idtp``, ``idfp``, ``idfn`` (to pool IDF1 over clips);
         ratios are ``nan`` where undefined (MOTA without ground truth).
 
     Raises:
@@ -311,6 +312,9 @@ def evaluate_tracks(
         "num_frames": "frames",
         "num_unique_objects": "gt_tracks",
         "mostly_tracked": "mostly_tracked",
+        "idtp": "idtp",
+        "idfp": "idfp",
+        "idfn": "idfn",
     }
     summary = mm.metrics.create().compute(acc, metrics=list(names), name="clip").iloc[0]
     out = {new: float(summary[old]) if new in _RATIOS else int(summary[old]) for old, new in names.items()}

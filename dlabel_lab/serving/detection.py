@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, MediaError, UnknownLabel
+from ..errors import ConfigError, MediaError
 from ..media.video import ClipSpec, read_checked_file
 from ..models.registry import load_detector
-from .endpoints import _stage_source
+from .endpoints import _stage_source, check_labels
 from .results import ScoringResult
 from .threads import check_num_threads, default_num_threads, torch_threads
 
@@ -245,12 +245,6 @@ class DetectionEndpoint:
                              predicted_label=predicted, confidence=confidence, latency_ms=latency_ms,
                              sha256=sha256, objects=summary)
 
-    def _check_labels(self, labels: Sequence[str | None]) -> None:
-        bad = sorted({str(x) for x in labels if x is not None and x not in self.classes})
-        if bad:
-            raise UnknownLabel(f"labels {bad} are not among the detector's classes {self.classes}; nothing was "
-                               "logged. Fix the labels or deploy a detector with these classes.")
-
     # --- public ---------------------------------------------------------------------------
     def score(self, source, label: str | None = None) -> ScoringResult:
         """Ingest one clip (a path or bytes), detect, track and log; see :meth:`score_many`.
@@ -287,7 +281,7 @@ class DetectionEndpoint:
             raise ConfigError(f"{len(labels)} labels for {len(sources)} clips; pass one label (or None) per clip")
         if on_error not in ("raise", "skip"):
             raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        self._check_labels(labels)
+        check_labels(labels, self.classes, what="detector")
         spec = _probe_spec(self.max_file_bytes)
         results = []
         with torch_threads(self.num_threads or default_num_threads()):

@@ -217,11 +217,7 @@ class IngestEndpoint:
         return self.model_endpoint.model_version
 
     def _check_labels(self, labels: Sequence[str | None]) -> None:
-        known = set(self.classes)
-        bad = sorted({str(lab) for lab in labels if lab is not None and lab not in known})
-        if bad:
-            raise UnknownLabel(f"labels {bad} are not among the classes {self.classes}; nothing was logged. "
-                               "Fix the labels or deploy a model with these classes.")
+        check_labels(labels, self.classes)
 
     def _prepare(self, source, label: str | None) -> tuple[_Item, dict]:
         """Stage the clip inside the store (bounded, hashed), decode the staged copy, build the tensor.
@@ -394,6 +390,19 @@ class IngestEndpoint:
             x, record = to_tensor(self._read_logged(sid), self.spec)
             items.append(_Item(sid, x, record, None))
         return self.model_endpoint.score_batch(items, log_scores=False)
+
+
+def check_labels(labels: Sequence[str | None], classes: Sequence[str], *, what: str = "model") -> None:
+    """Refuse user scores that are not class names (``None`` entries are fine), before anything is logged.
+
+    Example:
+        >>> check_labels(["circle", None], ["circle", "square"])
+    """
+    known = set(classes)
+    bad = sorted({str(lab) for lab in labels if lab is not None and lab not in known})
+    if bad:
+        raise UnknownLabel(f"labels {bad} are not among the {what}'s classes {list(classes)}; nothing was logged. "
+                           f"Fix the labels or deploy a {what} with these classes.")
 
 
 def _stage_source(store, source, spec: ClipSpec) -> tuple[StagedMedia, str, str]:

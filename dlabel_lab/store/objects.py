@@ -90,6 +90,40 @@ def _int(value: object, what: str, *, optional: bool = False, minimum: int | Non
     return v
 
 
+class _Filters:
+    """A ``WHERE`` clause built from checked values, every one bound as a parameter."""
+
+    def __init__(self) -> None:
+        self.where: list[str] = []
+        self.params: list[Any] = []
+
+    @property
+    def sql(self) -> str:
+        return f" WHERE {' AND '.join(self.where)}" if self.where else ""
+
+    def add(self, clause: str, *params: Any) -> None:  # noqa: ANN401
+        self.where.append(clause)
+        self.params.extend(params)
+
+    def values(self, values: list[Any], column: str, what: str) -> None:
+        if not values:
+            raise ConfigError(f"{what} must not be an empty list")
+        self.add(f"{column} IN ({', '.join('?' for _ in values)})", *values)
+
+    def texts(self, value: str | Sequence[str] | None, column: str, what: str) -> None:
+        if value is not None:
+            values = [value] if isinstance(value, str) else list(value)
+            self.values([io.check_text(v, what=what) for v in values], column, what)
+
+    def scoring_ids(self, value: str | Sequence[str] | None, column: str) -> None:
+        if value is not None:
+            sids = [io.check_scoring_id(s) for s in ([value] if isinstance(value, str) else value)]
+            if sids:
+                self.add(f"{column} IN ({', '.join('?' for _ in sids)})", *sids)
+            else:
+                self.add("FALSE")
+
+
 def parse_ref(ref: str) -> tuple[str, int]:
     """Split an object reference ``"<model_version>#<object_n>"``.
 
@@ -229,57 +263,33 @@ class ObjectsMixin:
             >>> store.objects(model="objects", label="circle", min_confidence=0.8).df()  # doctest: +SKIP
         """
         self._check_process()
-        where, params = [], []
-
-        def texts(value, column: str, what: str) -> None:
-            if value is None:
-                return
-            values = [value] if isinstance(value, str) else list(value)
-            if not values:
-                raise ConfigError(f"{what} must not be an empty list")
-            checked = [io.check_text(v, what=what) for v in values]
-            where.append(f"{column} IN ({', '.join('?' for _ in checked)})")
-            params.extend(checked)
-
-        texts(model, "m.name", "model")
-        texts(model_version, "o.model_version", "model_version")
-        texts(label, "o.label", "label")
+        f = _Filters()
+        f.texts(model, "m.name", "model")
+        f.texts(model_version, "o.model_version", "model_version")
+        f.texts(label, "o.label", "label")
         for value, op, what in ((min_confidence, ">=", "min_confidence"), (max_confidence, "<=", "max_confidence")):
             if value is not None:
-                v = io.finite_float(value, what=what)
-                where.append(f"o.score {op} ?")
-                params.append(v)
+                f.add(f"o.score {op} ?", io.finite_float(value, what=what))
         if track_id is not None:
             ids = [track_id] if not isinstance(track_id, Sequence) else list(track_id)
-            checked_ids = [_int(t, "track_id", minimum=None) for t in ids]
-            if not checked_ids:
-                raise ConfigError("track_id must not be an empty list")
-            where.append(f"o.track_id IN ({', '.join('?' for _ in checked_ids)})")
-            params.extend(checked_ids)
+            f.values([_int(t, "track_id", minimum=None) for t in ids], "o.track_id", "track_id")
         if frame_range is not None:
             if not isinstance(frame_range, Sequence) or len(frame_range) != 2:
                 raise ConfigError(f"frame_range must be (first, last), got {frame_range!r}")
             lo, hi = (_int(v, "frame_range", minimum=0) for v in frame_range)
             if hi < lo:  # type: ignore[operator]
                 raise ConfigError(f"frame_range's last frame {hi} is before its first {lo}")
-            where.append("o.frame_index BETWEEN ? AND ?")
-            params.extend([lo, hi])
-        if scoring_ids is not None:
-            sids = [io.check_scoring_id(s) for s in ([scoring_ids] if isinstance(scoring_ids, str) else scoring_ids)]
-            if not sids:
-                where.append("FALSE")
-            else:
-                where.append(f"o.scoring_id IN ({', '.join('?' for _ in sids)})")
-                params.extend(sids)
+            f.add("o.frame_index BETWEEN ? AND ?", lo, hi)
+        f.scoring_ids(scoring_ids, "o.scoring_id")
         sql = (
             "SELECT o.scoring_id, o.model_version, m.name AS model_name, o.object_n, o.frame_index, o.timestamp, "
             "o.x1, o.y1, o.x2, o.y2, o.x2 - o.x1 AS width, o.y2 - o.y1 AS height, o.label, o.score, o.track_id, "
             "o.logged_at FROM objects o LEFT JOIN model_versions m ON m.model_version = o.model_version"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f.sql
             + " ORDER BY o.scoring_id, o.model_version, o.frame_index, o.object_n"
         )
         with self._mapped_errors():
-            return self._cursor("read").sql(sql, params=params)
+            return self._cursor("read").sql(sql, params=f.params)
 
     def objects_df(self, **filters: Any) -> pd.DataFrame:
         """:meth:`objects` as a pandas DataFrame, read now.
@@ -377,28 +387,14 @@ class ObjectsMixin:
         Example:
             >>> store.object_labels(kind="missed")[["scoring_id", "frame_index", "label"]]  # doctest: +SKIP
         """
-        where, params = [], []
+        f = _Filters()
         for value, column in ((kind, "kind"), (source, "source"), (author, "author")):
-            if value is None:
-                continue
-            values = [value] if isinstance(value, str) else list(value)
-            if not values:
-                raise ConfigError(f"{column} must not be an empty list")
-            where.append(f"{column} IN ({', '.join('?' for _ in values)})")
-            params.extend(io.check_text(v, what=column) for v in values)
-        if scoring_ids is not None:
-            sids = [io.check_scoring_id(s) for s in ([scoring_ids] if isinstance(scoring_ids, str) else scoring_ids)]
-            where.append(f"scoring_id IN ({', '.join('?' for _ in sids)})" if sids else "FALSE")
-            params.extend(sids)
+            f.texts(value, column, column)
+        f.scoring_ids(scoring_ids, "scoring_id")
         if task_id is not None:
-            where.append("task_id = ?")
-            params.append(io.check_text(task_id, what="task_id"))
-        return self._df(
-            f"SELECT {', '.join(_LABEL_TYPES)} FROM object_labels"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-            + " ORDER BY object_label_id",
-            params,
-        )
+            f.add("task_id = ?", io.check_text(task_id, what="task_id"))
+        return self._df(f"SELECT {', '.join(_LABEL_TYPES)} FROM object_labels{f.sql} ORDER BY object_label_id",
+                        f.params)
 
 
 def _same(stored: list[tuple[Any, ...]], given: list[tuple[Any, ...]]) -> bool:

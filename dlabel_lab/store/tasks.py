@@ -108,7 +108,8 @@ class TasksMixin:
             ConfigError: A bad name, or a spec that is not a list of JSON-ready dicts.
 
         Example:
-            >>> store.log_pipeline("boxes", [{"name": "prelabel", "kind": "detect", "objects_from": "imp-v1"}])
+            >>> spec = [{"name": "prelabel", "kind": "detect", "objects_from": "imp-v1"}]
+            >>> store.log_pipeline("boxes", spec)  # doctest: +SKIP
             'boxes-p1'
         """
         self._writable()

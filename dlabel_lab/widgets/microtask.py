@@ -210,6 +210,35 @@ class MicroTaskWidget(widgets.VBox):
         shown = {**to_display([float(v) for v in box], self.task.region, self.scale), "label": label}
         self.bbox_widget.bboxes = [*self.bbox_widget.bboxes, shown]
 
+    def give(self, answer: Mapping[str, Any]) -> None:
+        """Give an answer through the widget's own controls, as a person would (a scripted or simulated one).
+
+        ``{"verdict": "accept" | "reject" | "skip"}`` presses that button, ``{"verdict": "relabel", "label": c}``
+        relabels, ``{"verdict": "fix", "box": ..., "label": c}`` moves the shown box there and submits it,
+        ``{"boxes": [...]}`` draws each box (native pixels) and submits.
+
+        Raises:
+            ConfigError: An answer of none of these shapes.
+
+        Example:
+            >>> w.give(dl.TruthAnnotator(store, "clips/annotations.json").answer(w.task))  # doctest: +SKIP
+        """
+        verdict = answer.get("verdict") if isinstance(answer, Mapping) else None
+        if verdict in ("accept", "reject", "skip"):
+            {"accept": self.accept, "reject": self.reject, "skip": self.skip}[verdict]()
+        elif verdict == "relabel":
+            self.relabel(answer["label"])
+        elif verdict == "fix" and self.task is not None:
+            self.bbox_widget.bboxes = []
+            self.draw_box(answer["box"], answer["label"])
+            self.submit()
+        elif isinstance(answer, Mapping) and "boxes" in answer:
+            for box in answer["boxes"]:
+                self.draw_box(box["box"], box["label"])
+            self.submit()
+        else:
+            raise ConfigError(f"give takes an answer of answer_task's shapes, got {answer!r}")
+
     def skip(self) -> None:
         """Skip the shown task (logged as a skip, so it is not shown to this author again).
 

@@ -8,7 +8,7 @@ import pytest
 
 import dlabel_lab as dl
 from dlabel_lab.labeling.pipelines import answer_task, define_pipeline, next_task, resolved_objects, run_pipeline
-from dlabel_lab.labeling.simulate import TruthAnnotator, missed_boxes
+from dlabel_lab.labeling.simulate import TruthAnnotator, kept_boxes, missed_boxes
 
 H, W, FRAMES = 72, 96, 8
 CLASSES = ["circle", "square", "triangle"]
@@ -61,9 +61,7 @@ def test_the_simulated_person_restores_the_truth(ann, tmp_path):
         kept = resolved_objects(store, pid)
         drawn = 0
         while (task := next_task(store, pid, author="sim", step="missed")) is not None:
-            frame = task.frame_indices[0]
-            here = kept[(kept.scoring_id == task.scoring_id) & (kept.frame_index == frame)]
-            answer = person.answer(task, kept=[([r.x1, r.y1, r.x2, r.y2], r.label) for r in here.itertuples()])
+            answer = person.answer(task, kept=kept_boxes(kept, task))
             drawn += len(answer["boxes"])
             answer_task(store, task.task_id, answer, author="sim")
         truth_boxes = sum(len(v) for v in person.truth.values())

@@ -265,6 +265,26 @@ def test_a_scripted_box_is_drawn_in_display_pixels_and_lands_in_native_ones(pipe
     assert w.answered == [(first.task_id, {"boxes": [{"box": [10.0, 2.0, 25.0, 15.0], "label": "triangle"}]})]
 
 
+def test_give_answers_through_the_widgets_own_controls(pipeline):
+    store, pid, _ = pipeline
+    verify = MicroTaskWidget(store, pid, author="ana", step="verify")
+    tid = verify.task.task_id
+    verify.give({"verdict": "relabel", "label": "square"})
+    assert verify.answered == [(tid, {"verdict": "relabel", "label": "square"})]
+    fix = MicroTaskWidget(store, pid, author="ana", step="fix")
+    tid = fix.task.task_id
+    fix.give({"verdict": "fix", "box": [40.5, 20.0, 56.0, 36.0], "label": "circle"})
+    assert fix.answered == [(tid, {"verdict": "fix", "box": [40.5, 20.0, 56.0, 36.0], "label": "circle"})]
+    missed = MicroTaskWidget(store, pid, author="ana", step="missed")
+    first = missed.task.task_id
+    missed.give({"boxes": [{"box": [10.0, 2.0, 25.0, 15.0], "label": "triangle"}]})
+    missed.give({"verdict": "skip"})
+    assert missed.answered[0] == (first, {"boxes": [{"box": [10.0, 2.0, 25.0, 15.0], "label": "triangle"}]})
+    assert missed.answered[1][1] == {"verdict": "skip"}
+    with pytest.raises(dl.ConfigError, match="give takes"):
+        missed.give({"verdict": "maybe"})
+
+
 def test_a_box_without_a_class_is_refused_in_the_widget_and_nothing_is_written(pipeline):
     store, pid, sid = pipeline
     w = MicroTaskWidget(store, pid, author="ana", step="missed")
