@@ -384,8 +384,11 @@ def plot(results: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def run_dataset(dataset: str, root: Path, args, on_result) -> None:
-    """Generate and decode a data set's fixed test set once, then every seed's pool and arms."""
+def run_dataset(dataset: str, root: Path, args, on_result, done: frozenset = frozenset()) -> None:
+    """Generate and decode a data set's fixed test set once, then every seed's pool and arms.
+
+    ``done`` holds ``(dataset, seed, arm)`` runs already written (``--json`` resumes): they are skipped.
+    """
     spec = dl.ClipSpec(frames=args.frames, size=args.size)
     make = DATASETS[dataset]
     kw = {"frames": args.frames_in, "size": args.size_in}
@@ -393,6 +396,8 @@ def run_dataset(dataset: str, root: Path, args, on_result) -> None:
     classes = sorted({r["label"] for r in dl.read_manifest(test_manifest)})
     test_x, test_y, test_digests = _decode(test_manifest, classes, spec)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
+        if all((dataset, seed, arm) in done for arm in args.arms):
+            continue
         manifest = make(root / dataset / f"pool{seed}", args.pool, seed=seed * 10_000 + 1, **kw)
         x, y, digests = _decode(manifest, classes, spec)
         overlap = set(digests) & set(test_digests)
@@ -400,6 +405,8 @@ def run_dataset(dataset: str, root: Path, args, on_result) -> None:
             raise SystemExit(f"{dataset} seed {seed}: {len(overlap)} pool clips are byte-identical to test clips")
         shared: dict = {}
         for arm in args.arms:
+            if (dataset, seed, arm) in done:
+                continue
             on_result(run_arm(arm, dataset, seed, (x, y, digests), (test_x, test_y), classes, spec,
                               root / dataset / arm, args, shared))
 
@@ -462,9 +469,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 with open(args.json, "a") as fh:
                     fh.write(json.dumps(r) + "\n")
 
+        done = set()
+        if args.json and args.json.exists():  # resume: arm runs already written are not run again
+            for line in args.json.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    results.append(r)
+                    done.add((r["dataset"], r["seed"], r["arm"]))
+            print(f"resuming: {len(done)} arm runs already in {args.json}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             for ds in datasets:
-                run_dataset(ds, Path(tmp), args, on_result)
+                run_dataset(ds, Path(tmp), args, on_result, frozenset(done))
         print(f"\n{len(results)} arm runs in {time.perf_counter() - t0:.0f} s")
     text, figures = summarise(results, target_precision=args.target_precision)
     print(text)

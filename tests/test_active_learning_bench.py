@@ -59,3 +59,18 @@ def test_tiny_run_records_real_learning_curves_and_autolabelling(tmp_path, capsy
     assert "random's mean final accuracy" in text and "auto-labelling" in text and "Goals" in text
     again = bench.main(["--summarise", str(out)])
     assert [r["auc"] for r in again] == [r["auc"] for r in results]
+
+
+@pytest.mark.slow
+def test_a_run_resumes_from_its_json_lines(tmp_path, capsys):
+    bench = _bench()
+    out = tmp_path / "raw.jsonl"
+    args = ["--dataset", "shapes", "--seeds", "1", "--pool", "24", "--test", "12", "--start", "4", "--step", "4",
+            "--max-labels", "8", "--epochs", "1", "--epoch-clips", "8", "--frames-in", "8", "--size-in", "32",
+            "--min-support", "1", "--json", str(out)]
+    first = bench.main([*args, "--arms", "random"])
+    both = bench.main([*args, "--arms", "random,margin"])  # random is read back, only margin runs
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["arm"] for r in lines] == ["random", "margin"]
+    assert [r["arm"] for r in both] == ["random", "margin"] and both[0]["order"] == first[0]["order"]
+    assert "resuming: 1 arm runs already in" in capsys.readouterr().out
