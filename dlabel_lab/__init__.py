@@ -72,6 +72,13 @@ _EXPORTS = {
     'Calibration': '.labeling.calibration',
     'suggest': '.labeling.suggest',
     'Suggestion': '.labeling.suggest',
+    # interop
+    'export_labels': '.interop.api',
+    'import_labels': '.interop.api',
+    'read_labels': '.interop.api',
+    'write_labels': '.interop.api',
+    'LabelSet': '.interop.labelset',
+    'ImportReport': '.interop.to_store',
     # estimate
     'estimate_accuracy': '.estimate.api',
     'plan_labels': '.estimate.planning',
@@ -179,13 +186,19 @@ _EXPORTS = {
     'Evidence': '.train.transforms',
     'TransformationParams': '.train.transforms',
 }
-_SUBMODULES = ("media", "store", "models", "objects", "serving", "explain", "labeling", "estimate", "train",
+_SUBMODULES = ("media", "store", "models", "objects", "serving", "explain", "labeling", "estimate", "interop", "train",
                "evaluation", "loop", "plots",
                "widgets", "errors", "cli", "demo")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
 __all__ = [
+    "export_labels",
+    "import_labels",
+    "read_labels",
+    "write_labels",
+    "LabelSet",
+    "ImportReport",
     "TruthAnnotator",
     "define_pipeline",
     "run_pipeline",

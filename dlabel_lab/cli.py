@@ -9,6 +9,8 @@ Example:
     $ dlabel-lab suggest runs/demo --budget 20
     $ dlabel-lab estimate runs/demo --budget 100 --sampler failure-seeking
     $ dlabel-lab export runs/demo runs/parquet
+    $ dlabel-lab export runs/demo exports/ls --format labelstudio --model-version shapes-v1
+    $ dlabel-lab import runs/other exports/ls --format labelstudio
     $ dlabel-lab verify runs/demo
     $ dlabel-lab samples data
     $ dlabel-lab read data/shapes/train
@@ -195,9 +197,40 @@ def _cmd_retrain(args) -> int:
 def _cmd_export(args) -> int:
     from .store.payload_store import PayloadStore
 
+    _require_store(args.store)
     with PayloadStore(args.store, read_only=True) as store:
-        out = store.export_parquet(args.out)
-    print(f"matched data written as Hive-partitioned Parquet under {out}")
+        if args.format == "parquet":
+            filters = {"model_version": args.model_version} if args.model_version else {}
+            out = store.export_parquet(args.out, **filters)
+            print(f"matched data written as Hive-partitioned Parquet under {out}")
+            return 0
+        from .interop.api import export_labels
+        from .interop.from_store import collect
+
+        out = export_labels(store, args.out, format=args.format, model_version=args.model_version, media=args.media)
+        summary = collect(store, model_version=args.model_version).summary()
+    print(f"{args.format} export written: {out} ({summary}; clips {'copied' if args.media == 'copy' else 'linked'} "
+          f"into {Path(args.out) / 'media'})")
+    return 0
+
+
+def _cmd_import(args) -> int:
+    from .interop.api import import_labels
+    from .models.registry import is_detector
+    from .serving.detection import deploy_detector
+    from .serving.endpoints import deploy_version
+    from .store.payload_store import PayloadStore
+
+    _require_store(args.store)
+    with PayloadStore(args.store) as store:
+        version = args.model_version or _newest(store)
+        info = store.get_model(version)
+        endpoint = deploy_detector(store, version) if is_detector(info) else deploy_version(store, version)
+        report = import_labels(endpoint, args.file, format=args.format, on_error="skip" if args.skip_bad else "raise",
+                               progress=not args.no_progress)
+    for index, media, error in report.failures:
+        print(f"skipped clip {index} ({media}): {error}")
+    print(report.summary() + f" (scored with {version})")
     return 0
 
 
@@ -409,10 +442,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run N iterations of evaluate -> attribute -> derive -> retrain instead of one retrain")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_retrain)
-    e = sub.add_parser("export", help="export the matched data set as Hive-partitioned Parquet", **fmt)
+    e = sub.add_parser("export", help="export labels, boxes and tracks to COCO, Label Studio, CVAT, FiftyOne or "
+                       "Parquet", **fmt)
     e.add_argument("store", help="payload store folder")
-    e.add_argument("out", help="folder to write the Parquet data set into")
+    e.add_argument("out", help="export folder (clips are placed under OUT/media)")
+    e.add_argument("--format", choices=("coco", "labelstudio", "cvat", "fiftyone", "parquet"), default="parquet",
+                   help="file format (parquet: the matched data set, Hive-partitioned)")
+    _model_version_option(e, "also export this model version's predictions (pre-annotations)")
+    e.add_argument("--media", choices=("copy", "link"), default="copy",
+                   help="copy the clips into the export folder, or hard-link them (same file system)")
     e.set_defaults(func=_cmd_export)
+    m = sub.add_parser("import", help="import a COCO, Label Studio, CVAT or FiftyOne export: clips through the "
+                       "ingest endpoint, labels as user scores, boxes as people's boxes", **fmt)
+    m.add_argument("store", help="payload store folder (holding a model version)")
+    m.add_argument("file", help="the label file, or the export folder holding it")
+    m.add_argument("--format", choices=("coco", "labelstudio", "cvat", "fiftyone"), required=True, help="file format")
+    _model_version_option(m, "model version (classifier or detector) to ingest through (default: the newest)")
+    m.add_argument("--skip-bad", action="store_true",
+                   help="import every readable clip and list the others instead of failing at the end")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m.set_defaults(func=_cmd_import)
     q = sub.add_parser("suggest", help="which unlabelled clips people should label next (active learning)", **fmt)
     q.add_argument("store", help="payload store folder")
     q.add_argument("--budget", type=whole_number(1), default=20, help="clips to suggest")

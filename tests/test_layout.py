@@ -30,7 +30,7 @@ RANK = {
     "media": 1, "store": 1,
     "models": 2, "objects": 2, "evaluation": 2, "plots": 2,
     "train": 3, "serving": 3,
-    "explain": 4, "labeling": 4,
+    "explain": 4, "labeling": 4, "interop": 4,
     "loop": 5, "estimate": 5,
     "widgets": 6, "demo": 6,
     "cli": 7,
