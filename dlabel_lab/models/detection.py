@@ -301,7 +301,8 @@ class ObjectDetector(pl.LightningModule):
 
         Returns:
             One dict per frame with CPU tensors ``boxes`` ``(n, 4)`` xyxy in pixels, ``labels``
-            ``(n,)`` (1-based into :attr:`classes`) and ``scores`` ``(n,)``.
+            ``(n,)`` (1-based into :attr:`classes`; background detections are dropped) and
+            ``scores`` ``(n,)``.
 
         Example:
             >>> dets = model.detect(dl.read_clip("clip.mp4", spec).frames)  # doctest: +SKIP
@@ -313,7 +314,11 @@ class ObjectDetector(pl.LightningModule):
             out = []
             for start in range(0, len(images), batch_size):
                 chunk = [im.to(self.device) for im in images[start : start + batch_size]]
-                out += [{k: d[k].detach().cpu() for k in ("boxes", "labels", "scores")} for d in self.net(chunk)]
+                for d in self.net(chunk):
+                    # FCOS and RetinaNet score every output, background (0) included: drop it, so labels
+                    # are always 1-based class indices (an untrained or weak head does emit 0)
+                    keep = d["labels"] > 0
+                    out.append({k: d[k][keep].detach().cpu() for k in ("boxes", "labels", "scores")})
             return out
         finally:
             self.train(was_training)

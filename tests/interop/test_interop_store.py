@@ -247,3 +247,25 @@ def test_random_label_sets_survive_the_store_round_trip(tmp_path_factory, clips,
     boxes = [_unique_tracks(data.draw(st.lists(_box, max_size=5))) for _ in paths]
     assume(any(lab is not None for lab, _, _ in labels) or any(boxes))  # an empty store has nothing to export
     _round_trip(tmp_path_factory.mktemp(fmt), fmt, paths, labels, boxes)
+
+
+def test_detector_objects_export_as_predictions_and_boxes_import_through_the_detection_endpoint(tmp_path, clips):
+    paths, truth = clips
+    torch.manual_seed(0)
+    det = dl.ObjectDetector(CLASSES, frame_size=(H, W))  # untrained: what it finds does not matter here
+    with dl.PayloadStore(tmp_path / "a") as a:
+        version, _ = dl.register_detector(a, det, name="objects")
+        results = dl.deploy_detector(a, version, score_threshold=0.05).score_many(paths, progress=False)
+        a.log_object_labels([{**b, "scoring_id": r.scoring_id, "kind": "box"}
+                             for r, p in zip(results, paths, strict=True) for b in truth[p]], author="ana")
+        n_objects = len(a.objects_df(model_version=version))
+        out = dl.export_labels(a, tmp_path / "ls", format="labelstudio", model_version=version)
+    ls = dl.read_labels(out, format="labelstudio")
+    assert sum(len(c.predictions) for c in ls.clips) == n_objects
+    with dl.PayloadStore(tmp_path / "b") as b:
+        version_b, _ = dl.register_detector(b, det, name="objects")
+        report = dl.import_labels(dl.deploy_detector(b, version_b), out, format="labelstudio", progress=False)
+        boxes = b.object_labels(kind="box")
+    n_truth = sum(len(v) for v in truth.values())
+    assert (report.boxes, report.predictions_skipped, report.labels) == (n_truth, n_objects, 0)
+    assert len(boxes) == n_truth and set(boxes["author"]) == {"ana"} and set(boxes["source"]) == {"human"}

@@ -11,6 +11,7 @@ import torch
 from detector_helpers import fit_detector
 
 import dlabel_lab as dl
+from dlabel_lab.media.video import image_tensors
 from dlabel_lab.models.detection import DETECTORS, ObjectDetector, build_detector
 from dlabel_lab.objects.frames import collate_detections, frames_dataset
 
@@ -157,3 +158,17 @@ def test_checkpoints_refuse_other_formats(tmp_path):
 def test_bad_detector_arguments(kwargs, match):
     with pytest.raises(dl.ConfigError, match=match):
         ObjectDetector(**{"classes": CLASSES, **kwargs})
+
+
+def test_detect_drops_background_outputs_that_fcos_scores_like_any_class(tmp_path):
+    manifest = dl.make_object_clips(tmp_path, 1, frames=4, width=96, height=72, seed=3)
+    frames = dl.read_clip(sorted(manifest.parent.glob("*.mp4"))[0]).frames
+    torch.manual_seed(0)
+    det = dl.ObjectDetector(["circle", "square", "triangle"], frame_size=(72, 96)).eval()
+    det.net.score_thresh = 0.0  # an untrained head: every output scores, background (0) among them
+    with torch.no_grad():
+        raw = det.net(image_tensors(frames))
+    assert any((d["labels"] == 0).any() for d in raw)
+    dets = det.detect(frames)
+    assert all(((d["labels"] >= 1) & (d["labels"] <= 3)).all() for d in dets)
+    assert sum(len(d["labels"]) for d in dets) == sum(int((d["labels"] > 0).sum()) for d in raw)
