@@ -45,7 +45,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
@@ -58,9 +57,13 @@ from .labelset import (
     Box,
     ClipLabels,
     LabelSet,
+    check_for_writing,
     check_labelset,
     inside,
-    read_limited,
+    is_int,
+    is_number,
+    json_bytes,
+    load_json,
     resolve_media,
     write_atomic,
 )
@@ -97,12 +100,7 @@ def write(ls: LabelSet, out_dir: str | os.PathLike, *, indent: int | None = None
         >>> write(ls, "exports/coco")  # doctest: +SKIP
         PosixPath('exports/coco/annotations.json')
     """
-    check_labelset(ls)
-    out = Path(out_dir).expanduser()
-    for k, c in enumerate(ls.clips):
-        _check_clip(out, c, k)
-    if ls.model_version is not None and not isinstance(ls.model_version, str):
-        raise ConfigError(f"model_version must be a str or None, got {ls.model_version!r}")
+    out = check_for_writing(ls, out_dir)
     category = {name: k + 1 for k, name in enumerate(ls.classes)}
     videos: list[dict] = []
     images: list[dict] = []
@@ -153,8 +151,8 @@ def write(ls: LabelSet, out_dir: str | os.PathLike, *, indent: int | None = None
            "categories": [{"id": category[n], "name": n, "supercategory": "object"} for n in ls.classes]}
     main = inside(out, ANNOTATIONS_FILE)
     if predictions:
-        write_atomic(inside(out, PREDICTIONS_FILE), _json_bytes(predictions, indent))
-    return write_atomic(main, _json_bytes(doc, indent))
+        write_atomic(inside(out, PREDICTIONS_FILE), json_bytes(predictions, indent, "COCO JSON"))
+    return write_atomic(main, json_bytes(doc, indent, "COCO JSON"))
 
 
 def _video_entry(v: int, c: ClipLabels) -> dict:
@@ -184,44 +182,6 @@ def _extent(lo: float, hi: float) -> float:
     return w
 
 
-def _check_clip(out: Path, c: ClipLabels, k: int) -> None:
-    where = f"clip {k} ({c.media!r})"
-    resolve_media(out, c.media, what=f"{where} media")
-    inside(out, c.media)
-    for key in ("width", "height"):
-        v = getattr(c, key)
-        if v is not None and not (_is_int(v) and v > 0):
-            raise ConfigError(f"{where}: {key} must be a positive int or None, got {v!r}")
-    if c.frame_count is not None and not (_is_int(c.frame_count) and c.frame_count >= 0):
-        raise ConfigError(f"{where}: frame_count must be an int >= 0 or None, got {c.frame_count!r}")
-    if c.fps is not None and not (_is_number(c.fps) and c.fps > 0):
-        raise ConfigError(f"{where}: fps must be a positive finite number or None, got {c.fps!r}")
-    if c.predicted_confidence is not None and not (_is_number(c.predicted_confidence)
-                                                   and 0.0 <= c.predicted_confidence <= 1.0):
-        raise ConfigError(f"{where}: predicted_confidence must lie in [0, 1], got {c.predicted_confidence!r}")
-    for key in ("scoring_id", "label_source", "label_author"):
-        v = getattr(c, key)
-        if v is not None and not isinstance(v, str):
-            raise ConfigError(f"{where}: {key} must be a str or None, got {v!r}")
-    for kind, boxes in (("box", c.boxes), ("predicted box", c.predictions)):
-        for n, b in enumerate(boxes):
-            if b.track_id is not None and not _is_int(b.track_id):
-                raise ConfigError(f"{where}: {kind} {n} has track_id {b.track_id!r}; track ids are ints or None")
-            for key in ("source", "author"):
-                v = getattr(b, key)
-                if v is not None and not isinstance(v, str):
-                    raise ConfigError(f"{where}: {kind} {n} has {key} {v!r}; it must be a str or None")
-
-
-def _json_bytes(doc: object, indent: int | None) -> bytes:
-    try:
-        text = json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=indent,
-                          separators=(",", ":") if indent is None else None)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"the label set holds a value COCO JSON cannot store ({e})") from None
-    return (text + "\n").encode("utf-8")
-
-
 # --- reading -----------------------------------------------------------------------------
 def read(path: str | os.PathLike, *, max_bytes: int = MAX_LABEL_FILE_BYTES) -> LabelSet:
     """Read a COCO file (or an export folder holding ``annotations.json``) into a label set.
@@ -247,30 +207,10 @@ def read(path: str | os.PathLike, *, max_bytes: int = MAX_LABEL_FILE_BYTES) -> L
         >>> ls.clips[0].boxes[0].track_id  # doctest: +SKIP
         1
     """
-    if not _is_int(max_bytes) or max_bytes < 1:
-        raise ConfigError(f"max_bytes must be a positive int, got {max_bytes!r}")
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / ANNOTATIONS_FILE
-    doc = _load_json(p, max_bytes)
-    return _parse(doc, p, max_bytes)
-
-
-def _load_json(p: Path, max_bytes: int) -> object:
-    data = read_limited(p, max_bytes=max_bytes, what="COCO file")
-    try:
-        return json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ConfigError(f"{p} is not a UTF-8 JSON file ({type(e).__name__}: {str(e)[:200]}); fix or re-export "
-                          "it") from None
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return _parse(load_json(p, max_bytes, "COCO file"), p, max_bytes)
 
 
 class _Reader:
@@ -294,15 +234,15 @@ class _Reader:
 
     def box(self, a: dict, where: str, frame: int, label: str, source: str | None) -> Box:
         bbox = a.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
             raise self.bad(where, f"has bbox {bbox!r}; it must be [x, y, w, h] of finite numbers")
         x, y, w, h = (float(v) for v in bbox)
         if not (w > 0 and h > 0) or not (x + w > x and y + h > y):
             raise self.bad(where, f"has bbox {bbox!r}; its width and height must be > 0")
         track = a.get("track_id", a.get("instance_id"))
-        if track is not None and not _is_int(track):
+        if track is not None and not is_int(track):
             raise self.bad(where, f"has track_id {track!r}; it must be an int or null")
-        score = self.opt(a, "score", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]", where)
+        score = self.opt(a, "score", lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]", where)
         return Box(frame_index=frame, x1=x, y1=y, x2=x + w, y2=y + h, label=label, track_id=track,
                    score=None if score is None else float(score),
                    source=self.text(a, "source", where) if "source" in a else source,
@@ -326,7 +266,7 @@ def _parse(doc: object, p: Path, max_bytes: int) -> LabelSet:
 
     name_of: dict[int, str] = {}
     for k, c in enumerate(doc["categories"]):
-        if not (isinstance(c, dict) and _is_int(c.get("id")) and isinstance(c.get("name"), str) and c["name"]):
+        if not (isinstance(c, dict) and is_int(c.get("id")) and isinstance(c.get("name"), str) and c["name"]):
             raise r.bad(f"categories[{k}]", "needs an int 'id' and a non-empty str 'name'")
         if c["id"] in name_of:
             raise r.bad(f"categories[{k}]", f"repeats id {c['id']}")
@@ -346,7 +286,7 @@ def _parse(doc: object, p: Path, max_bytes: int) -> LabelSet:
     clip_of_video: dict[int, int] = {}
     for k, v in enumerate(videos or []):
         where = f"videos[{k}]"
-        if not isinstance(v, dict) or not _is_int(v.get("id")):
+        if not isinstance(v, dict) or not is_int(v.get("id")):
             raise r.bad(where, "needs an int 'id'")
         if v["id"] in clip_of_video:
             raise r.bad(where, f"repeats id {v['id']}")
@@ -356,12 +296,12 @@ def _parse(doc: object, p: Path, max_bytes: int) -> LabelSet:
         media = str(resolve_media(r.root, name, what=f"{p}: {where} file_name"))
         clip = ClipLabels(media=media)
         for key in ("width", "height"):
-            setattr(clip, key, r.opt(v, key, lambda x: _is_int(x) and x > 0, "a positive int", where))
+            setattr(clip, key, r.opt(v, key, lambda x: is_int(x) and x > 0, "a positive int", where))
         frames = next((v[key] for key in ("frame_count", "length", "frames") if v.get(key) is not None), None)
-        if frames is not None and not (_is_int(frames) and frames >= 0):
+        if frames is not None and not (is_int(frames) and frames >= 0):
             raise r.bad(where, f"has frame_count {frames!r}; it must be an int >= 0")
         clip.frame_count = frames
-        fps = r.opt(v, "fps", lambda x: _is_number(x) and x > 0, "a positive number", where)
+        fps = r.opt(v, "fps", lambda x: is_number(x) and x > 0, "a positive number", where)
         clip.fps = None if fps is None else float(fps)
         clip.scoring_id = r.text(v, "scoring_id", where)
         clip.label = label(r.text(v, "label", where), where, "label")
@@ -369,7 +309,7 @@ def _parse(doc: object, p: Path, max_bytes: int) -> LabelSet:
             FORMAT if clip.label is not None else None)
         clip.label_author = r.text(v, "label_author", where)
         clip.predicted_label = label(r.text(v, "predicted_label", where), where, "predicted_label")
-        conf = r.opt(v, "predicted_confidence", lambda x: _is_number(x) and 0 <= x <= 1, "a number in [0, 1]", where)
+        conf = r.opt(v, "predicted_confidence", lambda x: is_number(x) and 0 <= x <= 1, "a number in [0, 1]", where)
         clip.predicted_confidence = None if conf is None else float(conf)
         clip_of_video[v["id"]] = len(clips)
         clips.append(clip)
@@ -378,13 +318,13 @@ def _parse(doc: object, p: Path, max_bytes: int) -> LabelSet:
     clip_of_name: dict[str, int] = {}
     for k, im in enumerate(doc["images"]):
         where = f"images[{k}]"
-        if not isinstance(im, dict) or not _is_int(im.get("id")) or not isinstance(im.get("file_name"), str):
+        if not isinstance(im, dict) or not is_int(im.get("id")) or not isinstance(im.get("file_name"), str):
             raise r.bad(where, "needs an int 'id' and a str 'file_name'")
         if im["id"] in frame_of:
             raise r.bad(where, f"repeats id {im['id']}")
-        size = [r.opt(im, key, lambda x: _is_int(x) and x > 0, "a positive int", where) for key in ("width", "height")]
+        size = [r.opt(im, key, lambda x: is_int(x) and x > 0, "a positive int", where) for key in ("width", "height")]
         frame = next((im[key] for key in ("frame_index", "frame_id") if im.get(key) is not None), None)
-        if frame is not None and not (_is_int(frame) and frame >= 0):
+        if frame is not None and not (is_int(frame) and frame >= 0):
             raise r.bad(where, f"has frame_index {frame!r}; frames count from 0")
         if videos is not None:
             if im.get("video_id") not in clip_of_video:
@@ -411,9 +351,9 @@ def _parse(doc: object, p: Path, max_bytes: int) -> LabelSet:
             where = f"{what}[{k}]"
             if not isinstance(a, dict):
                 raise r.bad(where, "is not an object")
-            if not _is_int(a.get("image_id")) or a["image_id"] not in frame_of:
+            if not is_int(a.get("image_id")) or a["image_id"] not in frame_of:
                 raise r.bad(where, f"has image_id {a.get('image_id')!r}, not the id of a listed image")
-            if not _is_int(a.get("category_id")) or a["category_id"] not in name_of:
+            if not is_int(a.get("category_id")) or a["category_id"] not in name_of:
                 raise r.bad(where, f"has category_id {a.get('category_id')!r}, not one of {sorted(name_of)}")
             ci, frame = frame_of[a["image_id"]]
             default = FORMAT if into == "boxes" else None  # a model's boxes have no source unless the file says
@@ -425,7 +365,7 @@ def _parse(doc: object, p: Path, max_bytes: int) -> LabelSet:
         if not isinstance(pred_name, str):
             raise r.bad("info.predictions", f"is {pred_name!r}; it must name the predictions file")
         pp = resolve_media(r.root, pred_name, what=f"{p}: info.predictions")
-        preds = _load_json(pp, max_bytes)
+        preds = load_json(pp, max_bytes, "COCO file")
         if not isinstance(preds, list):
             raise ConfigError(f"{pp}: the predictions file must be a list of COCO results (image_id, category_id, "
                               "bbox, score)")

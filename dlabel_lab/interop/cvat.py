@@ -56,12 +56,15 @@ from defusedxml import ElementTree as SafeET
 
 from ..errors import ConfigError
 from .labelset import (
+    BAD_XML,
     MAX_LABEL_FILE_BYTES,
     Box,
     ClipLabels,
     LabelSet,
     check_labelset,
     inside,
+    is_number,
+    positive_int,
     read_limited,
     resolve_media,
     write_atomic,
@@ -74,7 +77,6 @@ TRACK_ATTRIBUTE, SOURCE_ATTRIBUTE, AUTHOR_ATTRIBUTE = "dlabel_track_id", "dlabel
 CLIP_ELEMENT = "dlabel_clip"
 MAX_EXPANDED_BOXES = 5_000_000  # boxes one read may expand to (interpolated frames, tracks held to the end)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _INT = re.compile(r"^\s*-?\d{1,18}\s*$")
 _SHAPES = ("polygon", "polyline", "points", "cuboid", "ellipse", "mask", "skeleton")
 
@@ -123,17 +125,9 @@ def write(ls: LabelSet, out_dir: str | os.PathLike, *, name: str = "cvat") -> Pa
 
 def _text(v: object, where: str) -> str:
     s = str(v)
-    if _BAD_XML.search(s):
+    if BAD_XML.search(s):
         raise ConfigError(f"{where}: {s!r} holds characters XML cannot carry")
     return s
-
-
-def _count(v: object, what: str) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ConfigError(f"{what} must be a positive integer or None, got {v!r}")
-    return int(v)
 
 
 def _num(v: float) -> str:
@@ -141,9 +135,9 @@ def _num(v: float) -> str:
 
 
 def _document(clip: ClipLabels, classes: list[str], task: str, where: str) -> str:
-    width, height = _count(clip.width, f"{where}: width"), _count(clip.height, f"{where}: height")
-    frame_count = _count(clip.frame_count, f"{where}: frame_count")
-    if clip.fps is not None and not (_finite(clip.fps) and clip.fps > 0):
+    width, height = positive_int(clip.width, f"{where}: width"), positive_int(clip.height, f"{where}: height")
+    frame_count = positive_int(clip.frame_count, f"{where}: frame_count")
+    if clip.fps is not None and not (is_number(clip.fps) and clip.fps > 0):
         raise ConfigError(f"{where}: fps must be a positive number or None, got {clip.fps!r}")
     size = frame_count if frame_count is not None else max((b.frame_index + 1 for b in clip.boxes), default=0)
     facts = {"scoring_id": clip.scoring_id, "width": width, "height": height,
@@ -244,10 +238,6 @@ def read(path: str | os.PathLike, *, max_bytes: int = MAX_LABEL_FILE_BYTES) -> L
     if not classes:
         raise ConfigError(f"{p}: no labels declared or used; a CVAT task declares its labels in <meta>")
     return check_labelset(LabelSet(clips=clips, classes=classes), what=str(p))
-
-
-def _finite(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _parse_int(text: str | None, where: str, *, minimum: int = 0) -> int:

@@ -42,7 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path, PurePosixPath
@@ -53,9 +52,13 @@ from .labelset import (
     Box,
     ClipLabels,
     LabelSet,
+    check_for_writing,
     check_labelset,
     inside,
-    read_limited,
+    is_int,
+    is_number,
+    json_bytes,
+    load_json,
     resolve_media,
     write_atomic,
 )
@@ -70,6 +73,7 @@ PREDICTIONS = "predictions"  # ... of a model's boxes; the model's clip label's 
 _CATEGORICAL = "eta.core.data.CategoricalAttribute"
 _OBJECT = "eta.core.objects.DetectedObject"
 _OURS = "dlabel_lab"  # the manifest key of this package's fields
+_JSON = "ETA JSON"  # the format's name in messages
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -97,16 +101,12 @@ def write(ls: LabelSet, out_dir: str | os.PathLike, *, indent: int | None = None
         >>> write(ls, "exports/fiftyone")  # doctest: +SKIP
         PosixPath('exports/fiftyone/manifest.json')
     """
-    check_labelset(ls)
-    out = Path(out_dir).expanduser()
-    for k, c in enumerate(ls.clips):
-        _check_clip(out, c, k)
-    if ls.model_version is not None and not isinstance(ls.model_version, str):
-        raise ConfigError(f"model_version must be a str or None, got {ls.model_version!r}")
+    out = check_for_writing(ls, out_dir, boxes_need_size="FiftyOne's boxes are relative to the frame, so give "
+                                                          "the clip its size")
     width = len(str(max(len(ls.clips) - 1, 0)))
     names = [f"labels/{k:0{max(width, 6)}d}.json" for k in range(len(ls.clips))]
-    files = [(inside(out, name), _json_bytes(_video_labels(c), indent)) for name, c in zip(names, ls.clips,
-                                                                                           strict=True)]
+    files = [(inside(out, name), json_bytes(_video_labels(c), indent, _JSON))
+             for name, c in zip(names, ls.clips, strict=True)]
     ours: dict = {"classes": list(ls.classes)}
     if ls.model_version is not None:
         ours["model_version"] = ls.model_version
@@ -117,7 +117,7 @@ def write(ls: LabelSet, out_dir: str | os.PathLike, *, indent: int | None = None
     main = inside(out, MANIFEST_FILE)
     for path, data in files:
         write_atomic(path, data)
-    return write_atomic(main, _json_bytes(manifest, indent))
+    return write_atomic(main, json_bytes(manifest, indent, _JSON))
 
 
 def _attr(name: str, value: str, confidence: float | None = None) -> dict:
@@ -185,47 +185,6 @@ def _video_labels(c: ClipLabels) -> dict:
     return doc
 
 
-def _check_clip(out: Path, c: ClipLabels, k: int) -> None:
-    where = f"clip {k} ({c.media!r})"
-    resolve_media(out, c.media, what=f"{where} media")
-    inside(out, c.media)
-    for key in ("width", "height"):
-        v = getattr(c, key)
-        if v is not None and not (_is_int(v) and v > 0):
-            raise ConfigError(f"{where}: {key} must be a positive int or None, got {v!r}")
-    if (c.boxes or c.predictions) and (c.width is None or c.height is None):
-        raise ConfigError(f"{where} has boxes but no width and height; FiftyOne's boxes are relative to the frame, "
-                          "so give the clip its size")
-    if c.frame_count is not None and not (_is_int(c.frame_count) and c.frame_count >= 0):
-        raise ConfigError(f"{where}: frame_count must be an int >= 0 or None, got {c.frame_count!r}")
-    if c.fps is not None and not (_is_number(c.fps) and c.fps > 0):
-        raise ConfigError(f"{where}: fps must be a positive finite number or None, got {c.fps!r}")
-    if c.predicted_confidence is not None and not (_is_number(c.predicted_confidence)
-                                                   and 0.0 <= c.predicted_confidence <= 1.0):
-        raise ConfigError(f"{where}: predicted_confidence must lie in [0, 1], got {c.predicted_confidence!r}")
-    for key in ("scoring_id", "label_source", "label_author"):
-        v = getattr(c, key)
-        if v is not None and not isinstance(v, str):
-            raise ConfigError(f"{where}: {key} must be a str or None, got {v!r}")
-    for kind, boxes in (("box", c.boxes), ("predicted box", c.predictions)):
-        for n, b in enumerate(boxes):
-            if b.track_id is not None and not _is_int(b.track_id):
-                raise ConfigError(f"{where}: {kind} {n} has track_id {b.track_id!r}; track ids are ints or None")
-            for key in ("source", "author"):
-                v = getattr(b, key)
-                if v is not None and not isinstance(v, str):
-                    raise ConfigError(f"{where}: {kind} {n} has {key} {v!r}; it must be a str or None")
-
-
-def _json_bytes(doc: object, indent: int | None) -> bytes:
-    try:
-        text = json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=indent,
-                          separators=(",", ":") if indent is None else None)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"the label set holds a value ETA JSON cannot store ({e})") from None
-    return (text + "\n").encode("utf-8")
-
-
 # --- reading -----------------------------------------------------------------------------
 def read(path: str | os.PathLike, *, max_bytes: int = MAX_LABEL_FILE_BYTES) -> LabelSet:
     """Read a FiftyOne video labels dataset (its ``manifest.json``, or the folder) into a label set.
@@ -249,30 +208,10 @@ def read(path: str | os.PathLike, *, max_bytes: int = MAX_LABEL_FILE_BYTES) -> L
         >>> read("exports/fiftyone").clips[0].boxes[0].track_id  # doctest: +SKIP
         1
     """
-    if not _is_int(max_bytes) or max_bytes < 1:
-        raise ConfigError(f"max_bytes must be a positive int, got {max_bytes!r}")
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / MANIFEST_FILE
-    manifest = _load_json(p, max_bytes, "manifest")
-    return _parse(manifest, p, max_bytes)
-
-
-def _load_json(p: Path, max_bytes: int, what: str) -> object:
-    data = read_limited(p, max_bytes=max_bytes, what=f"FiftyOne {what}")
-    try:
-        return json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ConfigError(f"{p} is not a UTF-8 JSON file ({type(e).__name__}: {str(e)[:200]}); fix or re-export "
-                          "it") from None
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return _parse(load_json(p, max_bytes, "FiftyOne manifest"), p, max_bytes)
 
 
 def _bad(p: Path, where: str, reason: str) -> ConfigError:
@@ -297,7 +236,7 @@ def _categorical(p: Path, attrs: list, where: str) -> dict[str, tuple[str, float
         if not isinstance(a, dict) or not isinstance(a.get("name"), str) or "value" not in a:
             raise _bad(p, w, "needs a str 'name' and a 'value'")
         conf = a.get("confidence")
-        if conf is not None and not (_is_number(conf) and 0 <= conf <= 1):
+        if conf is not None and not (is_number(conf) and 0 <= conf <= 1):
             raise _bad(p, w, f"has confidence {conf!r}; it must be a number in [0, 1]")
         if a["name"] in (GROUND_TRUTH, PREDICTIONS, "label_source", "label_author", "scoring_id", "source", "author"):
             if not isinstance(a["value"], str):
@@ -335,7 +274,7 @@ def _parse(manifest: object, p: Path, max_bytes: int) -> LabelSet:
             raise _bad(p, where, "needs a str 'data' (the clip) and a str 'labels' (its labels file)")
         media = resolve_media(root, rec["data"], what=f"{p}: {where} data")
         lp = resolve_media(root, rec["labels"], what=f"{p}: {where} labels")
-        clip = _parse_labels(_load_json(lp, max_bytes, "labels file"), lp, str(media), default)
+        clip = _parse_labels(load_json(lp, max_bytes, "FiftyOne labels file"), lp, str(media), default)
         for lab in (clip.label, clip.predicted_label, *(b.label for b in (*clip.boxes, *clip.predictions))):
             if lab is None:
                 continue
@@ -360,16 +299,16 @@ def _parse_labels(doc: object, lp: Path, media: str, default: str | None) -> Cli
             raise _bad(lp, "'metadata'", "is not an object")
         size = meta.get("frame_size")
         if size is not None:
-            if not (isinstance(size, list) and len(size) == 2 and all(v is None or (_is_int(v) and v > 0)
+            if not (isinstance(size, list) and len(size) == 2 and all(v is None or (is_int(v) and v > 0)
                                                                       for v in size)):
                 raise _bad(lp, "metadata.frame_size", f"is {size!r}; it must be [width, height] in pixels")
             clip.width, clip.height = size
         rate = meta.get("frame_rate")
-        if rate is not None and not (_is_number(rate) and rate > 0):
+        if rate is not None and not (is_number(rate) and rate > 0):
             raise _bad(lp, "metadata.frame_rate", f"is {rate!r}; it must be a positive number")
         clip.fps = None if rate is None else float(rate)
         total = meta.get("total_frame_count")
-        if total is not None and not (_is_int(total) and total >= 0):
+        if total is not None and not (is_int(total) and total >= 0):
             raise _bad(lp, "metadata.total_frame_count", f"is {total!r}; it must be an int >= 0")
         clip.frame_count = total
     attrs = _categorical(lp, _container(lp, doc, "attrs", "attrs", "labels"), "attrs")
@@ -406,7 +345,7 @@ def _box(lp: Path, obj: object, where: str, f: int, clip: ClipLabels, default: s
     corners = []
     for corner in ("top_left", "bottom_right"):
         pt = bb.get(corner) if isinstance(bb, dict) else None
-        if not (isinstance(pt, dict) and _is_number(pt.get("x")) and _is_number(pt.get("y"))):
+        if not (isinstance(pt, dict) and is_number(pt.get("x")) and is_number(pt.get("y"))):
             raise _bad(lp, where, f"needs a bounding_box with {corner} {{'x', 'y'}} (relative numbers)")
         corners.append(pt)
     if clip.width is None or clip.height is None:
@@ -418,10 +357,10 @@ def _box(lp: Path, obj: object, where: str, f: int, clip: ClipLabels, default: s
     if not (x1 < x2 and y1 < y2):
         raise _bad(lp, where, f"has bounding_box {bb!r}; top_left must lie above and left of bottom_right")
     conf = obj.get("confidence")
-    if conf is not None and not (_is_number(conf) and 0 <= conf <= 1):
+    if conf is not None and not (is_number(conf) and 0 <= conf <= 1):
         raise _bad(lp, where, f"has confidence {conf!r}; it must be a number in [0, 1]")
     track = obj.get("index")
-    if track is not None and not _is_int(track):
+    if track is not None and not is_int(track):
         raise _bad(lp, where, f"has index {track!r}; the track index must be an int")
     name = obj.get("name")
     if name is not None and not isinstance(name, str):

@@ -9,14 +9,17 @@ store and :mod:`.to_store` ingests one.
 
 Safety, for every format: media paths in a file are relative, posix, and resolve inside the
 file's folder (:func:`resolve_media`); files are read with a size limit checked before reading
-(:func:`read_limited`); writers only create files under the export folder (:func:`inside`)
+(:func:`read_limited`, :func:`load_json`); writers check every clip field before the first
+write (:func:`check_for_writing`), only create files under the export folder (:func:`inside`)
 and write them atomically (:func:`write_atomic`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Sequence
@@ -26,11 +29,13 @@ from urllib.parse import unquote
 
 from ..errors import ConfigError, UnsafeSource
 
-__all__ = ["Box", "ClipLabels", "LabelSet", "FORMATS", "MAX_LABEL_FILE_BYTES", "resolve_media", "read_limited",
-           "inside", "write_atomic", "check_labelset", "canonical"]
+__all__ = ["Box", "ClipLabels", "LabelSet", "FORMATS", "MAX_LABEL_FILE_BYTES", "BAD_XML", "resolve_media",
+           "read_limited", "load_json", "json_bytes", "inside", "write_atomic", "check_labelset", "check_clip_fields",
+           "check_for_writing", "positive_int", "is_int", "is_number", "canonical"]
 
 FORMATS = ("coco", "labelstudio", "cvat", "fiftyone")
 MAX_LABEL_FILE_BYTES = 512 << 20  # a label file larger than this is refused before it is read
+BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # characters XML 1.0 cannot carry
 
 
 @dataclass(frozen=True)
@@ -131,8 +136,45 @@ class LabelSet:
         return replace(self, clips=[replace(c, media=m) for c, m in zip(self.clips, media, strict=True)])
 
 
-def _finite(v: object) -> bool:
+def is_int(v: object) -> bool:
+    """Whether ``v`` is an int (``True`` and ``False`` are not).
+
+    Example:
+        >>> is_int(3), is_int(True), is_int(3.0)
+        (True, False, False)
+    """
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: object) -> bool:
+    """Whether ``v`` is a finite int or float (not a bool, NaN or infinity).
+
+    Example:
+        >>> is_number(2.5), is_number(float("nan")), is_number(False), is_number("1")
+        (True, False, False, False)
+    """
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def positive_int(v: object, what: str) -> int | None:
+    """``v`` as an int if it is a positive int, ``None`` if it is ``None``.
+
+    Raises:
+        ConfigError: ``v`` is anything else; the message starts with ``what``.
+
+    Example:
+        >>> positive_int(12, "clip 0: width"), positive_int(None, "clip 0: width")
+        (12, None)
+        >>> positive_int(0, "clip 0 ('a.mp4'): frame_count")
+        Traceback (most recent call last):
+        ...
+        dlabel_lab.errors.ConfigError: clip 0 ('a.mp4'): frame_count must be a positive integer or None, got 0
+    """
+    if v is None:
+        return None
+    if not is_int(v) or v <= 0:  # type: ignore[operator]
+        raise ConfigError(f"{what} must be a positive integer or None, got {v!r}")
+    return int(v)  # type: ignore[arg-type]
 
 
 def check_labelset(ls: LabelSet, *, what: str = "label set") -> LabelSet:
@@ -167,12 +209,12 @@ def check_labelset(ls: LabelSet, *, what: str = "label set") -> LabelSet:
                 if c.frame_count is not None and b.frame_index >= c.frame_count:
                     raise ConfigError(f"{where}: {kind} {k} is on frame {b.frame_index}, but the clip has "
                                       f"{c.frame_count} frames")
-                if not all(_finite(v) for v in (b.x1, b.y1, b.x2, b.y2)) or not (b.x1 < b.x2 and b.y1 < b.y2):
+                if not all(is_number(v) for v in (b.x1, b.y1, b.x2, b.y2)) or not (b.x1 < b.x2 and b.y1 < b.y2):
                     raise ConfigError(f"{where}: {kind} {k} is ({b.x1}, {b.y1}, {b.x2}, {b.y2}); boxes need "
                                       "finite x1 < x2 and y1 < y2")
                 if b.label not in known:
                     raise ConfigError(f"{where}: {kind} {k} has label {b.label!r}, not among the classes {classes}")
-                if b.score is not None and not (_finite(b.score) and 0.0 <= b.score <= 1.0):
+                if b.score is not None and not (is_number(b.score) and 0.0 <= b.score <= 1.0):
                     raise ConfigError(f"{where}: {kind} {k} has score {b.score!r}; scores lie in [0, 1]")
                 if b.track_id is not None:
                     key = (b.track_id, b.frame_index)
@@ -180,6 +222,83 @@ def check_labelset(ls: LabelSet, *, what: str = "label set") -> LabelSet:
                         raise ConfigError(f"{where}: track {b.track_id} has two {kind}es on frame {b.frame_index}")
                     seen.add(key)
     return ls
+
+
+def check_clip_fields(out: Path, c: ClipLabels, k: int, *, boxes_need_size: str | None = None) -> None:
+    """Check one clip's fields for a JSON writer, before anything is written (for :mod:`.coco`, :mod:`.fiftyone`).
+
+    The media path must resolve inside ``out``; width and height are positive ints, ``frame_count``
+    an int >= 0, ``fps`` a positive finite number, ``predicted_confidence`` in [0, 1] (each or
+    ``None``); ``scoring_id``, ``label_source`` and ``label_author`` are strings or ``None``; box
+    track ids are ints or ``None`` and box sources and authors strings or ``None``.
+
+    Args:
+        out: The export folder.
+        c: The clip.
+        k: Its index in the label set (errors name it as ``clip k ('media')``).
+        boxes_need_size: Where given, a clip with boxes or predictions must know its width and
+            height; the text says why (it ends the error message).
+
+    Raises:
+        ConfigError: A field has a value the format cannot hold.
+        UnsafeSource: The media path is a URL, absolute, or leaves ``out``.
+
+    Example:
+        >>> check_clip_fields(Path("/tmp/x"), ClipLabels(media="a.mp4", fps=0.0), 3)
+        Traceback (most recent call last):
+        ...
+        dlabel_lab.errors.ConfigError: clip 3 ('a.mp4'): fps must be a positive finite number or None, got 0.0
+    """
+    where = f"clip {k} ({c.media!r})"
+    resolve_media(out, c.media, what=f"{where} media")
+    inside(out, c.media)
+    for key in ("width", "height"):
+        v = getattr(c, key)
+        if v is not None and not (is_int(v) and v > 0):
+            raise ConfigError(f"{where}: {key} must be a positive int or None, got {v!r}")
+    if boxes_need_size is not None and (c.boxes or c.predictions) and (c.width is None or c.height is None):
+        raise ConfigError(f"{where} has boxes but no width and height; {boxes_need_size}")
+    if c.frame_count is not None and not (is_int(c.frame_count) and c.frame_count >= 0):
+        raise ConfigError(f"{where}: frame_count must be an int >= 0 or None, got {c.frame_count!r}")
+    if c.fps is not None and not (is_number(c.fps) and c.fps > 0):
+        raise ConfigError(f"{where}: fps must be a positive finite number or None, got {c.fps!r}")
+    if c.predicted_confidence is not None and not (is_number(c.predicted_confidence)
+                                                   and 0.0 <= c.predicted_confidence <= 1.0):
+        raise ConfigError(f"{where}: predicted_confidence must lie in [0, 1], got {c.predicted_confidence!r}")
+    for key in ("scoring_id", "label_source", "label_author"):
+        v = getattr(c, key)
+        if v is not None and not isinstance(v, str):
+            raise ConfigError(f"{where}: {key} must be a str or None, got {v!r}")
+    for kind, boxes in (("box", c.boxes), ("predicted box", c.predictions)):
+        for n, b in enumerate(boxes):
+            if b.track_id is not None and not is_int(b.track_id):
+                raise ConfigError(f"{where}: {kind} {n} has track_id {b.track_id!r}; track ids are ints or None")
+            for key in ("source", "author"):
+                v = getattr(b, key)
+                if v is not None and not isinstance(v, str):
+                    raise ConfigError(f"{where}: {kind} {n} has {key} {v!r}; it must be a str or None")
+
+
+def check_for_writing(ls: LabelSet, out_dir: str | os.PathLike, *, boxes_need_size: str | None = None) -> Path:
+    """Check a label set for a JSON writer (:func:`check_labelset`, :func:`check_clip_fields` per clip, the
+    model version); the export folder, ``~`` expanded.
+
+    Raises:
+        ConfigError: The label set is invalid, a clip field has a value the format cannot hold,
+            or ``model_version`` is not a str or ``None``.
+        UnsafeSource: A clip's media is a URL, absolute, or leaves ``out_dir``.
+
+    Example:
+        >>> check_for_writing(LabelSet(clips=[ClipLabels(media="media/a.mp4")], classes=["a"]), "/tmp/x").as_posix()
+        '/tmp/x'
+    """
+    check_labelset(ls)
+    out = Path(out_dir).expanduser()
+    for k, c in enumerate(ls.clips):
+        check_clip_fields(out, c, k, boxes_need_size=boxes_need_size)
+    if ls.model_version is not None and not isinstance(ls.model_version, str):
+        raise ConfigError(f"model_version must be a str or None, got {ls.model_version!r}")
+    return out
 
 
 def _box_key(b: Box) -> tuple:  # coordinates rounded: boxes 1e-9 px apart must not swap order after a round trip
@@ -241,6 +360,58 @@ def read_limited(path: str | os.PathLike, *, max_bytes: int = MAX_LABEL_FILE_BYT
     if len(data) > max_bytes:
         raise ConfigError(f"{what} {str(p)!r} grew past max_bytes={max_bytes} while it was read")
     return data
+
+
+def load_json(path: str | os.PathLike, max_bytes: int = MAX_LABEL_FILE_BYTES, what: str = "JSON file") -> object:
+    """Read a UTF-8 JSON file (a BOM is allowed) with :func:`read_limited` and parse it.
+
+    Args:
+        path: The file.
+        max_bytes: Largest file accepted, checked before reading.
+        what: What the file is, for messages (``"COCO file"``, ``"FiftyOne manifest"``).
+
+    Raises:
+        ConfigError: ``max_bytes`` is not a positive int; the file is missing, not a regular
+            file, too large, not UTF-8 or not JSON (the message names the file).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "annotations.json"
+        >>> _ = path.write_bytes(b'\\xef\\xbb\\xbf{"categories": [{"id": 1, "name": "circle"}]}')
+        >>> load_json(path, what="COCO file")["categories"]
+        [{'id': 1, 'name': 'circle'}]
+    """
+    if not is_int(max_bytes) or max_bytes < 1:
+        raise ConfigError(f"max_bytes must be a positive int, got {max_bytes!r}")
+    data = read_limited(path, max_bytes=max_bytes, what=what)
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ConfigError(f"{path} is not a UTF-8 JSON file ({type(e).__name__}: {str(e)[:200]}); fix or re-export "
+                          "it") from None
+
+
+def json_bytes(doc: object, indent: int | None = None, what: str = "JSON") -> bytes:
+    """``doc`` as UTF-8 JSON text ending in a newline: the same document always gives the same bytes.
+
+    Non-ASCII text is written as is; ``indent=None`` writes compact JSON (no spaces).
+
+    Raises:
+        ConfigError: ``doc`` holds a value JSON cannot store (NaN, infinity, an object that is not
+            JSON, text that is not valid Unicode); ``what`` names the format in the message.
+
+    Example:
+        >>> json_bytes({"name": "zoë", "box": [1.5, 2]})
+        b'{"name":"zo\\xc3\\xab","box":[1.5,2]}\\n'
+        >>> json_bytes([1], indent=2)
+        b'[\\n  1\\n]\\n'
+    """
+    try:
+        text = json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=indent,
+                          separators=(",", ":") if indent is None else None)
+        return (text + "\n").encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"the label set holds a value {what} cannot store ({e})") from None
 
 
 def resolve_media(root: str | os.PathLike, name: object, *, what: str = "media path") -> Path:

@@ -34,7 +34,6 @@ storage to label the clips there.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -46,12 +45,17 @@ from defusedxml import ElementTree as SafeET
 
 from ..errors import ConfigError
 from .labelset import (
+    BAD_XML,
     MAX_LABEL_FILE_BYTES,
     Box,
     ClipLabels,
     LabelSet,
     check_labelset,
     inside,
+    is_int,
+    is_number,
+    json_bytes,
+    positive_int,
     read_limited,
     resolve_media,
     write_atomic,
@@ -70,7 +74,6 @@ _DIGITS = 10
 _OUR_TRACK = re.compile(r"^t(-?\d{1,18})(?:_\d+)?$")
 _OUR_UNTRACKED = re.compile(r"^b\d+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.json$")
-_BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -99,11 +102,7 @@ def write(ls: LabelSet, out_dir: str | os.PathLike, *, name: str = TASKS_FILE) -
         raise ConfigError(f"name must be a plain file name ending in .json, got {name!r}")
     out = Path(out_dir)
     tasks = [_task(k, clip, ls, out) for k, clip in enumerate(ls.clips)]  # everything checked before writing
-    try:
-        body = (json.dumps(tasks, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
-    except (ValueError, UnicodeEncodeError) as e:
-        raise ConfigError(f"the label set cannot be written as JSON ({e}); labels, sources and authors must be "
-                          "valid text") from None
+    body = json_bytes(tasks, 2, "Label Studio JSON")
     rates = {float(c.fps) for c in ls.clips if c.fps is not None}
     config = label_config(ls.classes, framerate=rates.pop() if len(rates) == 1 else None).encode("utf-8")
     main, cfg = inside(out, name), inside(out, CONFIG_FILE)
@@ -125,7 +124,7 @@ def label_config(classes: list[str], *, framerate: float | None = None) -> str:
         >>> print(label_config(["cat", "dog"]).splitlines()[2])
           <Video name="video" value="$video"/>
     """
-    bad = [c for c in classes if _BAD_XML.search(c)]
+    bad = [c for c in classes if BAD_XML.search(c)]
     if bad:
         raise ConfigError(f"class names {bad!r} hold characters XML cannot carry; rename them")
     rate = "" if framerate is None else f" framerate={quoteattr(repr(float(framerate)))}"
@@ -140,22 +139,14 @@ def label_config(classes: list[str], *, framerate: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def _count(v: object, what: str) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ConfigError(f"{what} must be a positive integer or None, got {v!r}")
-    return int(v)
-
-
 def _task(k: int, clip: ClipLabels, ls: LabelSet, out: Path) -> dict:
     where = f"clip {k} ({clip.media!r})"
     resolve_media(out, clip.media, what=f"{where}: media path")
-    width, height = _count(clip.width, f"{where}: width"), _count(clip.height, f"{where}: height")
-    frame_count = _count(clip.frame_count, f"{where}: frame_count")
+    width, height = positive_int(clip.width, f"{where}: width"), positive_int(clip.height, f"{where}: height")
+    frame_count = positive_int(clip.frame_count, f"{where}: frame_count")
     fps = None
     if clip.fps is not None:
-        if not (_number(clip.fps) and clip.fps > 0):
+        if not (is_number(clip.fps) and clip.fps > 0):
             raise ConfigError(f"{where}: fps must be a positive number or None, got {clip.fps!r}")
         fps = float(clip.fps)
     if clip.scoring_id is not None and not isinstance(clip.scoring_id, str):
@@ -348,17 +339,13 @@ def _config_classes(cfg: Path, max_bytes: int) -> list[str]:
     return [n for n in names if isinstance(n, str) and n]
 
 
-def _number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _opt_int(d: dict, key: str, where: str) -> int | None:
     v = d.get(key)
     if v is None:
         return None
     if isinstance(v, float) and v.is_integer():
         v = int(v)
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+    if not is_int(v) or v <= 0:
         raise ConfigError(f"{where}: {key} must be a positive integer, got {v!r}")
     return v
 
@@ -373,7 +360,7 @@ def _opt_text(d: dict, key: str, where: str) -> str | None:
 def _author_of(completed_by: object) -> str | None:
     if isinstance(completed_by, str):
         return completed_by
-    if isinstance(completed_by, int) and not isinstance(completed_by, bool):
+    if is_int(completed_by):
         return str(completed_by)
     if isinstance(completed_by, dict):
         for key in ("email", "username", "id"):
@@ -422,7 +409,7 @@ class _Reader:
         width, height = _opt_int(data, "width", f"{where}: data"), _opt_int(data, "height", f"{where}: data")
         frame_count = _opt_int(data, "frame_count", f"{where}: data")
         fps = data.get("fps")
-        if fps is not None and not (_number(fps) and fps > 0):
+        if fps is not None and not (is_number(fps) and fps > 0):
             raise ConfigError(f"{where}: data.fps must be a positive number, got {fps!r}")
         clip = ClipLabels(media=str(media), width=width, height=height, fps=None if fps is None else float(fps),
                           frame_count=frame_count, scoring_id=_opt_text(data, "scoring_id", f"{where}: data"))
@@ -436,7 +423,7 @@ class _Reader:
         if clip.width is None or clip.height is None:  # Label Studio's image results carry the size; take it
             for res in (*people, *machine):
                 w, h = (res.get("original_width"), res.get("original_height")) if isinstance(res, dict) else (0, 0)
-                if _number(w) and _number(h) and w >= 1 and h >= 1:
+                if is_number(w) and is_number(h) and w >= 1 and h >= 1:
                     clip.width = clip.width or int(res["original_width"])
                     clip.height = clip.height or int(res["original_height"])
                     break
@@ -453,7 +440,7 @@ class _Reader:
             if self.model_version is None and version not in (None, ""):
                 self.model_version = str(version)
             score = pred.get("score")
-            if score is not None and not _number(score):
+            if score is not None and not is_number(score):
                 raise ConfigError(f"{where}: prediction {pred_idx}: score must be a number, got {score!r}")
             self._results(clip, machine, f"{where}: prediction {pred_idx}", None, frames_known, people=False,
                           score=score)
@@ -501,7 +488,7 @@ class _Reader:
             else:
                 clip.predicted_label = label
                 conf = res.get("score", prediction)
-                if conf is not None and not (_number(conf) and 0.0 <= conf <= 1.0):
+                if conf is not None and not (is_number(conf) and 0.0 <= conf <= 1.0):
                     raise ConfigError(f"{where}: result {k}: score {conf!r} is not in [0, 1]")
                 clip.predicted_confidence = None if conf is None else float(conf)
         regions = []
@@ -516,7 +503,7 @@ class _Reader:
             label = self._one_label(labels, here)
             who = self._who(res, here, author) if people else (None, None)
             score = res.get("score", prediction)
-            if score is not None and not _number(score):
+            if score is not None and not is_number(score):
                 raise ConfigError(f"{here}: score must be a number, got {score!r}")
             regions.append((res.get("id"), label, who, self._expand(res["value"], clip, here, frames_known, score)))
         ours = {int(m.group(1)) for rid, *_ in regions if isinstance(rid, str) and (m := _OUR_TRACK.match(rid))}
@@ -568,7 +555,7 @@ class _Reader:
         if total is not None:
             if isinstance(total, float) and total.is_integer():
                 total = int(total)
-            if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            if not is_int(total) or total < 0:
                 raise ConfigError(f"{where}: framesCount must be a count of frames, got {total!r}")
             if not frames_known and clip.frame_count is None and total > 0:
                 clip.frame_count = total
@@ -606,21 +593,21 @@ class _Reader:
         frame = item.get("frame")
         if isinstance(frame, float) and frame.is_integer():
             frame = int(frame)
-        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 1:
+        if not is_int(frame) or frame < 1:
             raise ConfigError(f"{where}: frame must be an integer from 1, got {frame!r}")
         for key in ("x", "y", "width", "height"):
-            if not _number(item.get(key)):
+            if not is_number(item.get(key)):
                 raise ConfigError(f"{where}: {key} must be a finite number (percent), got {item.get(key)!r}")
         if not (item["width"] > 0 and item["height"] > 0):
             raise ConfigError(f"{where}: width and height must be positive, got {item['width']!r}, {item['height']!r}")
         rotation = item.get("rotation", 0)
-        if not _number(rotation) or rotation % 360 != 0:
+        if not is_number(rotation) or rotation % 360 != 0:
             raise ConfigError(f"{where}: rotation {rotation!r} is not supported; boxes must be upright (rotation 0)")
         enabled = item.get("enabled", True)
         if not isinstance(enabled, bool):
             raise ConfigError(f"{where}: enabled must be true or false, got {enabled!r}")
         s = item.get("score", score)
-        if s is not None and not _number(s):
+        if s is not None and not is_number(s):
             raise ConfigError(f"{where}: score must be a number, got {s!r}")
         return _Keyframe(frame, enabled, float(item["x"]), float(item["y"]), float(item["width"]),
                          float(item["height"]), None if s is None else float(s))

@@ -6,13 +6,13 @@ Real clips (written and decoded), real DuckDB stores, a tiny tiny3d classifier b
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
+from interop_helpers import close, one_per_track_and_frame
 
 import dlabel_lab as dl
 from dlabel_lab.interop import FORMATS, canonical
@@ -75,27 +75,6 @@ def _truth_labels(paths, truth):
     return labels, boxes
 
 
-def _close(a: list[dict], b: list[dict]) -> bool:
-    """Two canonical label sets equal, boxes within 1e-6 px."""
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b, strict=True):
-        if {k: v for k, v in x.items() if k not in ("boxes", "predictions")} != \
-                {k: v for k, v in y.items() if k not in ("boxes", "predictions")}:
-            return False
-        for key in ("boxes", "predictions"):
-            if key not in x:
-                continue
-            if len(x[key]) != len(y[key]):
-                return False
-            for p, q in zip(x[key], y[key], strict=True):
-                if p[:3] != q[:3] or p[7:] != q[7:]:
-                    return False
-                if any(not math.isclose(u, v, abs_tol=1e-6) for u, v in zip(p[3:7], q[3:7], strict=True)):
-                    return False
-    return True
-
-
 def _round_trip(tmp: Path, fmt: str, paths, labels, boxes) -> tuple[list, list, dl.ImportReport]:
     with dl.PayloadStore(tmp / "a") as a:
         version = _fill(a, paths, labels, boxes)
@@ -107,8 +86,8 @@ def _round_trip(tmp: Path, fmt: str, paths, labels, boxes) -> tuple[list, list, 
         dl.export_labels(b, tmp / "two", format=fmt)
     one = canonical(dl.read_labels(tmp / "one", format=fmt), predictions=False)
     two = canonical(dl.read_labels(tmp / "two", format=fmt), predictions=False)
-    assert _close(before, after), (before, after)
-    assert _close(one, two)
+    assert close(before, after), (before, after)
+    assert close(one, two)
     return one, two, report
 
 
@@ -222,15 +201,8 @@ _box = st.builds(
     st.one_of(st.none(), st.sampled_from(["ana", "bo"])))
 
 
-def _unique_tracks(boxes: list[dict]) -> list[dict]:
-    seen, out = set(), []
-    for b in boxes:
-        key = (b["frame_index"], b["track_id"])
-        if b["track_id"] is not None and key in seen:
-            continue
-        seen.add(key)
-        out.append(b)
-    return out
+def _track_and_frame(b: dict) -> tuple:
+    return b["track_id"], b["frame_index"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -244,7 +216,7 @@ def test_random_label_sets_survive_the_store_round_trip(tmp_path_factory, clips,
                                           st.one_of(st.none(), st.sampled_from(["ana", "bo"]))),
                                 min_size=3, max_size=3))
     labels = [(lab, src, author) if lab is not None else (None, None, None) for lab, src, author in labels]
-    boxes = [_unique_tracks(data.draw(st.lists(_box, max_size=5))) for _ in paths]
+    boxes = [one_per_track_and_frame(data.draw(st.lists(_box, max_size=5)), _track_and_frame) for _ in paths]
     assume(any(lab is not None for lab, _, _ in labels) or any(boxes))  # an empty store has nothing to export
     _round_trip(tmp_path_factory.mktemp(fmt), fmt, paths, labels, boxes)
 

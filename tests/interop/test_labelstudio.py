@@ -6,42 +6,32 @@ No store and no video decoding: media paths name files that need not exist (read
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from interop_helpers import (
+    HOSTILE,
+    HOSTILE_WRITES,
+    TEXTS,
+    TRACK_CLASS_POOL,
+    assert_write_refused,
+    close,
+    forbid_opening,
+    gappy_track_boxes,
+    label_sets,
+    one_per_track_and_frame,
+    small_track_set,
+    track_box,
+)
 
 from dlabel_lab.errors import ConfigError, DLabelError, UnsafeSource
 from dlabel_lab.interop import labelstudio
 from dlabel_lab.interop.labelset import Box, ClipLabels, LabelSet, canonical
 
 FIXTURES = Path(__file__).parent / "fixtures" / "labelstudio"
-
-
-def _close(a: list[dict], b: list[dict], *, tol: float = 1e-6) -> bool:
-    """Two canonical label sets equal, box corners within ``tol`` px (boxes matched one to one)."""
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b, strict=True):
-        if {k: v for k, v in x.items() if k not in ("boxes", "predictions")} != \
-                {k: v for k, v in y.items() if k not in ("boxes", "predictions")}:
-            return False
-        for key in ("boxes", "predictions"):
-            if key not in x:
-                continue
-            left = list(y[key])
-            for p in x[key]:
-                match = next((q for q in left if p[:3] == q[:3] and p[7:] == q[7:] and all(
-                    math.isclose(u, v, rel_tol=0, abs_tol=tol) for u, v in zip(p[3:7], q[3:7], strict=True))), None)
-                if match is None:
-                    return False
-                left.remove(match)
-            if left:
-                return False
-    return True
 
 
 def _boxes(clip: ClipLabels, *, predictions: bool = False) -> list[tuple]:
@@ -56,14 +46,7 @@ def _handmade() -> LabelSet:
     a = ClipLabels(
         media="media/a.mp4", width=200, height=100, fps=25.0, frame_count=12, scoring_id="s-a", label="cat",
         label_source="human", label_author="ann",
-        boxes=[Box(0, 1.5, 2.25, 10.125, 20.0, "cat", 3, source="human", author="ann"),
-               Box(1, 2.5, 2.25, 11.125, 20.0, "cat", 3, source="human", author="ann"),
-               Box(2, 3.5, 2.25, 12.125, 21.0, "cat", 3, source="audit", author="bo"),  # same track, other author
-               Box(5, 4.0, 3.0, 13.0, 22.0, "cat", 3, source="human", author="ann"),  # a gap of two frames
-               Box(6, 4.0, 3.0, 13.0, 22.0, "dog", 3, source="human", author="ann"),  # the track changes label
-               Box(11, 0.1, 0.2, 199.9, 99.8, "dog", 0, source=None, author=None),  # the last frame, no source
-               Box(4, 30.0, 40.0, 50.0, 60.0, "dog", None, source="human", author="cy"),  # no track
-               Box(4, 30.0, 40.0, 50.0, 60.0, "dog", None, source="human", author="cy"),  # its twin
+        boxes=[*gappy_track_boxes(),
                Box(7, -5.0, -2.5, 5.0, 2.5, "cat", None, source="coco", author=None)],  # partly outside the frame
         predictions=[Box(0, 1.0, 1.0, 5.0, 5.0, "cat", 0, score=0.5), Box(1, 2.0, 1.0, 6.0, 5.0, "cat", 0, score=0.25),
                      Box(3, 2.0, 1.0, 6.0, 5.0, "cat", 0, score=None),
@@ -86,7 +69,7 @@ def test_handmade_round_trip_is_lossless_and_a_rewrite_is_byte_identical(tmp_pat
     main = labelstudio.write(ls, tmp_path / "one")
     assert main == tmp_path / "one" / "tasks.json"
     back = labelstudio.read(tmp_path / "one")
-    assert _close(canonical(back), canonical(ls))  # predictions too
+    assert close(canonical(back), canonical(ls))  # predictions too
     assert back.classes == ls.classes and back.model_version == "shapes-v1"
     assert [c.media for c in back.clips] == [str((tmp_path / "one" / c.media).resolve()) for c in ls.clips]
     assert [(c.scoring_id, c.fps) for c in back.clips] == [("s-a", 25.0), (None, None), (None, None)]
@@ -183,65 +166,38 @@ def test_region_ids_from_label_studio_become_tracks_in_order_and_ours_keep_their
 
 
 # --- property ----------------------------------------------------------------------------
-_CLASSES = ["cat", "dog", "bird & <fish>", 'café "x"']
-_TEXT = st.sampled_from(["human", "auto", "audit", "coco", "ana", "bo", "", " spaced ", "é<&>\"'"])
+_TEXT = st.sampled_from(TEXTS)
 
 
-def _box(classes: list[str], last: int, width: int, height: int, *, model: bool):
-    return st.builds(
-        lambda f, x, y, w, h, lab, track, s, src, who: Box(
-            f, x, y, x + w, y + h, lab, track, score=s if model else None, source=None if model else src,
-            author=None if model else who),
-        st.integers(0, last), st.floats(-20, width, allow_nan=False), st.floats(-20, height, allow_nan=False),
-        st.floats(0.01, 200, allow_nan=False), st.floats(0.01, 200, allow_nan=False), st.sampled_from(classes),
-        st.one_of(st.none(), st.integers(-2, 4)), st.one_of(st.none(), st.floats(0, 1)),
-        st.one_of(st.none(), _TEXT), st.one_of(st.none(), _TEXT))
-
-
-def _unique(boxes: list[Box]) -> list[Box]:
-    """At most one box per track and frame."""
-    seen, out = set(), []
-    for b in boxes:
-        if b.track_id is not None and (b.track_id, b.frame_index) in seen:
-            continue
-        seen.add((b.track_id, b.frame_index))
-        out.append(b)
-    return out
-
-
-@st.composite
-def label_sets(draw) -> LabelSet:
-    """1-3 clips of random classes, labels, sources, authors, fractional boxes on random frames and tracks."""
-    classes = draw(st.lists(st.sampled_from(_CLASSES), min_size=1, max_size=4, unique=True))
-    clips = []
-    for i in range(draw(st.integers(1, 3))):
-        frame_count = draw(st.one_of(st.none(), st.integers(1, 12)))
-        last = (frame_count or 16) - 1
-        width, height = draw(st.integers(16, 640)), draw(st.integers(16, 480))
-        boxes = _unique(draw(st.lists(_box(classes, last, width, height, model=False), max_size=8)))
-        predictions = _unique(draw(st.lists(_box(classes, last, width, height, model=True), max_size=4)))
-        sized = bool(boxes or predictions) or draw(st.booleans())  # Label Studio needs the size for boxes
-        label = draw(st.one_of(st.none(), st.sampled_from(classes)))
-        predicted = draw(st.one_of(st.none(), st.sampled_from(classes)))
-        clips.append(ClipLabels(
-            media=f"media/clip {i}.mp4", width=width if sized else None, height=height if sized else None,
-            fps=draw(st.one_of(st.none(), st.sampled_from([10.0, 25.0, 29.97]))), frame_count=frame_count,
-            scoring_id=draw(st.one_of(st.none(), st.sampled_from(["s1", "../evil", "a b/c"]))), label=label,
-            label_source=draw(st.one_of(st.none(), _TEXT)) if label else None,
-            label_author=draw(st.one_of(st.none(), _TEXT)) if label else None,
-            boxes=boxes, predictions=predictions,
-            predicted_label=predicted, predicted_confidence=draw(st.floats(0, 1)) if predicted else None))
-    return LabelSet(clips=clips, classes=classes, model_version=draw(st.one_of(st.none(), st.just("m-1"))))
+def _clip(draw, classes: list[str], i: int) -> ClipLabels:
+    """Random labels, sources, authors, fractional boxes on random frames and tracks, a model's boxes and label."""
+    frame_count = draw(st.one_of(st.none(), st.integers(1, 12)))
+    last = (frame_count or 16) - 1
+    width, height = draw(st.integers(16, 640)), draw(st.integers(16, 480))
+    boxes = one_per_track_and_frame(draw(st.lists(track_box(classes, last, width, height, _TEXT), max_size=8)))
+    predictions = one_per_track_and_frame(draw(st.lists(track_box(classes, last, width, height, _TEXT, model=True),
+                                                        max_size=4)))
+    sized = bool(boxes or predictions) or draw(st.booleans())  # Label Studio needs the size for boxes
+    label = draw(st.one_of(st.none(), st.sampled_from(classes)))
+    predicted = draw(st.one_of(st.none(), st.sampled_from(classes)))
+    return ClipLabels(
+        media=f"media/clip {i}.mp4", width=width if sized else None, height=height if sized else None,
+        fps=draw(st.one_of(st.none(), st.sampled_from([10.0, 25.0, 29.97]))), frame_count=frame_count,
+        scoring_id=draw(st.one_of(st.none(), st.sampled_from(["s1", "../evil", "a b/c"]))), label=label,
+        label_source=draw(st.one_of(st.none(), _TEXT)) if label else None,
+        label_author=draw(st.one_of(st.none(), _TEXT)) if label else None,
+        boxes=boxes, predictions=predictions,
+        predicted_label=predicted, predicted_confidence=draw(st.floats(0, 1)) if predicted else None)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ls=label_sets())
+@given(ls=label_sets(_clip, TRACK_CLASS_POOL))
 def test_random_label_sets_round_trip(tmp_path_factory, ls):
     one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
     labelstudio.write(ls, one)
     back = labelstudio.read(one)
-    assert _close(canonical(back, predictions=False), canonical(ls, predictions=False))
-    assert _close(canonical(back), canonical(ls))  # Label Studio keeps predictions as pre-annotations
+    assert close(canonical(back, predictions=False), canonical(ls, predictions=False))
+    assert close(canonical(back), canonical(ls))  # Label Studio keeps predictions as pre-annotations
     labelstudio.write(_relative(back, ls), two)
     assert (one / "tasks.json").read_bytes() == (two / "tasks.json").read_bytes()
     assert (one / "label_config.xml").read_bytes() == (two / "label_config.xml").read_bytes()
@@ -249,14 +205,11 @@ def test_random_label_sets_round_trip(tmp_path_factory, ls):
 
 # --- hostile and malformed files ---------------------------------------------------------
 def _valid(tmp_path: Path) -> list[dict]:
-    ls = LabelSet(clips=[ClipLabels(media="v.mp4", width=100, height=100, frame_count=5, label="x",
-                                    boxes=[Box(0, 1.0, 1.0, 5.0, 5.0, "x", 0), Box(1, 1.0, 1.0, 5.0, 5.0, "x", 0)])],
-                  classes=["x"])
-    labelstudio.write(ls, tmp_path)
+    labelstudio.write(small_track_set(), tmp_path)
     return json.loads((tmp_path / "tasks.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "http://x/a.mp4", "/data/local-files/?d=../a.mp4"])
+@pytest.mark.parametrize("name", [*HOSTILE, "/data/local-files/?d=../a.mp4"])
 def test_hostile_media_names_are_refused_on_reading(tmp_path, name):
     doc = _valid(tmp_path)
     doc[0]["data"]["video"] = name
@@ -265,14 +218,10 @@ def test_hostile_media_names_are_refused_on_reading(tmp_path, name):
         labelstudio.read(tmp_path)
 
 
-@pytest.mark.parametrize("name", ["../x.mp4", "/etc/passwd", "http://x/a.mp4", "a/../../x.mp4"])
+@pytest.mark.parametrize("name", HOSTILE_WRITES)
 def test_writing_refuses_hostile_media_and_writes_nothing(tmp_path, name):
-    out = tmp_path / "out"
-    out.mkdir()
     ls = LabelSet(clips=[ClipLabels(media="ok.mp4", label="x"), ClipLabels(media=name, label="x")], classes=["x"])
-    with pytest.raises(UnsafeSource):
-        labelstudio.write(ls, out)
-    assert list(out.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert_write_refused(labelstudio.write, ls, tmp_path)
 
 
 def test_hostile_scoring_id_stays_data_and_nothing_is_written_outside(tmp_path):
@@ -290,11 +239,7 @@ def test_hostile_scoring_id_stays_data_and_nothing_is_written_outside(tmp_path):
 def test_a_file_over_max_bytes_is_refused_before_it_is_read(tmp_path, monkeypatch):
     _valid(tmp_path)
     size = (tmp_path / "tasks.json").stat().st_size
-
-    def never(*args, **kwargs):
-        raise AssertionError("the file was opened")
-
-    monkeypatch.setattr("dlabel_lab.interop.labelset.open", never, raising=False)
+    forbid_opening(monkeypatch)
     with pytest.raises(ConfigError, match="max_bytes"):
         labelstudio.read(tmp_path, max_bytes=size - 1)
 
