@@ -496,10 +496,13 @@ def _verdict(trained: dict[str, ModelVersion], params: TransformationParams) -> 
     d, g = trained["derived"], trained["generic"]
     da, ga = d.evaluation.accuracy, g.evaluation.accuracy
     names = ", ".join(params._set_names())
-    if (da, -(d.selection.get("val_loss") or 0.0)) > (ga, -(g.selection.get("val_loss") or 0.0)):
-        return f"derived parameters ({names}) beat the generic augmentation on validation: {da:.3f} vs {ga:.3f}"
-    return (f"derived parameters ({names}) did not beat the generic augmentation on validation: "
-            f"{da:.3f} vs {ga:.3f}")
+    dl_, gl = d.selection.get("val_loss"), g.selection.get("val_loss")
+    won = (da, -(dl_ or 0.0)) > (ga, -(gl or 0.0))
+    figures = f"{da:.3f} vs {ga:.3f}"
+    if da == ga and dl_ is not None and gl is not None:  # the tie is broken by cross-entropy: say so
+        figures += f" (tied; cross-entropy {dl_:.3f} vs {gl:.3f})"
+    return (f"derived parameters ({names}) {'beat' if won else 'did not beat'} the generic augmentation on "
+            f"validation: {figures}")
 
 
 def _iteration_plots(plots: Path, analysis, child: ModelVersion) -> None:

@@ -28,6 +28,17 @@ def test_pick_candidate_uses_validation_accuracy_then_loss_then_order():
         pick_candidate({})
 
 
+def test_verdict_says_when_a_tie_in_accuracy_was_broken_by_cross_entropy():
+    from dlabel_lab.loop import _verdict
+
+    params = dl.TransformationParams(scale=(0.5, 1.0))
+    tied = _verdict({"derived": _mv("v2", 0.607, 0.91), "generic": _mv("v3", 0.607, 0.95)}, params)
+    assert tied == ("derived parameters (scale) beat the generic augmentation on validation: 0.607 vs 0.607 "
+                    "(tied; cross-entropy 0.910 vs 0.950)")
+    lost = _verdict({"derived": _mv("v2", 0.5, 0.4), "generic": _mv("v3", 0.6, 0.9)}, params)
+    assert lost == "derived parameters (scale) did not beat the generic augmentation on validation: 0.500 vs 0.600"
+
+
 @pytest.fixture(scope="module")
 def store_with_scores(tmp_path_factory):
     root = tmp_path_factory.mktemp("cand")
