@@ -72,6 +72,21 @@ _EXPORTS = {
     'Calibration': '.labeling.calibration',
     'suggest': '.labeling.suggest',
     'Suggestion': '.labeling.suggest',
+    # quality
+    'model_report': '.quality.model_report',
+    'ModelReport': '.quality.model_report',
+    'load_model_report': '.quality.model_report',
+    'compare_reports': '.quality.model_report',
+    'compare_html': '.quality.model_report',
+    'data_report': '.quality.data_report',
+    'DataReport': '.quality.data_report',
+    'find_label_errors': '.quality.label_issues',
+    'LabelIssues': '.quality.label_issues',
+    'export_onnx': '.quality.convert',
+    'quantize_int8': '.quality.convert',
+    'load_converted': '.quality.convert',
+    'ConvertedVersion': '.quality.convert',
+    'conversion_report': '.quality.convert',
     # interop
     'export_labels': '.interop.api',
     'import_labels': '.interop.api',
@@ -186,13 +201,27 @@ _EXPORTS = {
     'Evidence': '.train.transforms',
     'TransformationParams': '.train.transforms',
 }
-_SUBMODULES = ("media", "store", "models", "objects", "serving", "explain", "labeling", "estimate", "interop", "train",
-               "evaluation", "loop", "plots",
+_SUBMODULES = ("media", "store", "models", "objects", "serving", "explain", "labeling", "estimate", "interop",
+               "quality", "train", "evaluation", "loop", "plots",
                "widgets", "errors", "cli", "demo")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 
 __all__ = [
+    "model_report",
+    "ModelReport",
+    "load_model_report",
+    "compare_reports",
+    "compare_html",
+    "data_report",
+    "DataReport",
+    "find_label_errors",
+    "LabelIssues",
+    "export_onnx",
+    "quantize_int8",
+    "load_converted",
+    "ConvertedVersion",
+    "conversion_report",
     "export_labels",
     "import_labels",
     "read_labels",

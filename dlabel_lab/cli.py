@@ -12,6 +12,8 @@ Example:
     $ dlabel-lab export runs/demo exports/ls --format labelstudio --model-version shapes-v1
     $ dlabel-lab import runs/other exports/ls --format labelstudio
     $ dlabel-lab verify runs/demo
+    $ dlabel-lab report runs/demo --kind model --model-version shapes-v2
+    $ dlabel-lab convert runs/demo --model-version shapes-v2 --to int8
     $ dlabel-lab samples data
     $ dlabel-lab read data/shapes/train
 """
@@ -284,6 +286,49 @@ def _cmd_estimate(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from .store.payload_store import PayloadStore
+
+    _require_store(args.store)
+    reports = Path(args.store) / "reports"
+    if args.kind == "data":
+        from .quality.data_report import data_report
+
+        with PayloadStore(args.store, read_only=True) as store:
+            report = data_report(store, model_version=args.model_version, progress=not args.no_progress)
+        out = Path(args.out) if args.out else reports / "data_report.html"
+    else:
+        from .quality.model_report import model_report
+
+        with PayloadStore(args.store) as store:  # the report is stored with the version
+            version = args.model_version or _newest(store)
+            report = model_report(store, version, robustness_clips=args.robustness_clips,
+                                  progress=not args.no_progress)
+        out = Path(args.out) if args.out else reports / f"model_report_{version}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report.to_html(out)
+    print(report.summary())
+    print(f"{args.kind} report written: {out}")
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from .quality.convert import export_onnx, quantize_int8
+    from .store.payload_store import PayloadStore
+
+    _require_store(args.store)
+    with PayloadStore(args.store) as store:
+        version = args.model_version or _newest(store)
+        if args.to == "onnx":
+            done = export_onnx(store, version, opset=args.opset, tolerance=args.tolerance)
+        else:
+            done = quantize_int8(store, version, method=args.method)
+    parity = "" if done.parity is None else f", max abs difference {done.parity:.2e} on held-out clips"
+    print(f"{done.version} ({done.method}, {done.size_bytes:,} bytes{parity}) registered as a child of {done.parent}; "
+          f"serve it with dlabel-lab ingest {args.store} MANIFEST --model-version {done.version}")
+    return 0
+
+
 def _cmd_objects(args) -> int:
     from .store.payload_store import PayloadStore
 
@@ -487,6 +532,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the draws")
     s.add_argument("--out", help="write the clips to label as CSV instead of printing them")
     s.set_defaults(func=_cmd_estimate)
+    r = sub.add_parser("report", help="data quality (missing, shift, duplicates, likely label errors) or a model "
+                       "version's quality (accuracy, calibration, latency, size, robustness) as HTML", **fmt)
+    r.add_argument("store", help="payload store folder")
+    r.add_argument("--kind", choices=("data", "model"), default="data", help="which report")
+    _model_version_option(r, "model version (data: whose predictions and embeddings to use; model: the version "
+                          "to report on, default the newest)")
+    r.add_argument("--robustness-clips", type=whole_number(1), default=None,
+                   help="model report: clips the corruption suite runs on (default all held-out clips)")
+    r.add_argument("--out", help="HTML file (default STORE/reports/data_report.html or model_report_<version>.html)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_report)
+    k = sub.add_parser("convert", help="convert a version to ONNX (parity-checked) or INT8, registered as a child "
+                       "version that the endpoints serve on ONNX Runtime", **fmt)
+    k.add_argument("store", help="payload store folder")
+    _model_version_option(k, "version to convert (default: the newest)")
+    k.add_argument("--to", choices=("onnx", "int8"), default="onnx", help="target form")
+    k.add_argument("--method", choices=("dynamic", "static"), default="dynamic", help="INT8 quantisation method")
+    k.add_argument("--opset", type=whole_number(13), default=17, help="ONNX opset")
+    k.add_argument("--tolerance", type=float, default=1e-4, help="largest |ONNX - PyTorch| accepted on held-out clips")
+    k.set_defaults(func=_cmd_convert)
     o = sub.add_parser("objects", help="objects detectors identified, filtered by model, class, confidence, "
                        "track and frames", **fmt)
     o.add_argument("store", help="payload store folder")

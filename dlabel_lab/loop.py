@@ -31,8 +31,8 @@ from .errors import ConfigError
 from .evaluation import Evaluation, compare, evaluate
 from .models.checkpoint import file_sha256
 from .models.classifier import ClipClassifier
-from .models.registry import load_version, register_version
-from .serving.endpoints import deploy
+from .models.registry import load_version, newest_trainable, register_version
+from .serving.endpoints import deploy, deploy_version
 from .train.augment import GENERIC_VARIANTS, chain_augments, generic_augment
 from .train.datasets import ClipDataset, lineage_training_rows, split_ids
 from .train.training import (  # noqa: F401 - re-exported: the loop's public face
@@ -67,8 +67,9 @@ def ensure_scored(store, model_version: str, scoring_ids: Sequence[str] | None =
     have = set(store.matched(model_version=model_version, scoring_ids=list(scoring_ids)).df()["scoring_id"])
     todo = [i for i in scoring_ids if i not in have]
     if todo:
-        model = model or load_version(store, model_version)
-        deploy(model, store, model_version=model_version).shadow_score(todo, progress=progress)
+        endpoint = (deploy(model, store, model_version=model_version) if model is not None
+                    else deploy_version(store, model_version))  # a converted (ONNX) version runs on ONNX Runtime
+        endpoint.shadow_score(todo, progress=progress)
     return len(todo)
 
 
@@ -166,11 +167,8 @@ def retrain(
     Example:
         >>> v2 = retrain(store, "shapes-v1", epochs=5)  # doctest: +SKIP
     """
-    versions = store.model_versions()
     if from_version is None:
-        if versions.empty:
-            raise ConfigError("the store has no model version to retrain; train one with train_initial first")
-        from_version = str(versions.iloc[-1]["model_version"])
+        from_version = newest_trainable(store)
     params_version = params if isinstance(params, str) else None
     if params_version is not None:
         params = TransformationParams.from_dict(store.get_params(params_version))
@@ -416,11 +414,8 @@ def run_loop(
     unknown = sorted(set(candidates) - set(CANDIDATES))
     if not candidates or unknown:
         raise ConfigError(f"candidates must be a non-empty selection of {CANDIDATES}, got {candidates!r}")
-    versions = store.model_versions()
     if from_version is None:
-        if versions.empty:
-            raise ConfigError("the store has no model version; train one with train_initial first")
-        from_version = str(versions.iloc[-1]["model_version"])
+        from_version = newest_trainable(store)
     report = LoopReport(start=from_version, newest=from_version)
     current = from_version
     for i in range(1, iterations + 1):

@@ -23,9 +23,11 @@ from .checkpoint import file_sha256
 from .classifier import ClipClassifier
 
 __all__ = ["register_version", "load_version", "verify_checkpoint", "register_detector", "load_detector",
-           "is_detector"]
+           "is_detector", "is_onnx", "newest_trainable"]
 
 DETECTOR_KIND = "detector"
+#: The spec's ``format`` of a converted (ONNX) version.
+ONNX_FORMAT = "onnx"
 
 
 def register_version(store, model: ClipClassifier, *, name: str, parent: str | None = None,
@@ -95,11 +97,17 @@ def load_version(store, model_version: str) -> ClipClassifier:
         CheckpointError: The checkpoint is missing, or its sha256 differs from
             the one recorded when the version was registered.
         UnknownRecord: The version is not registered.
+        ConfigError: The version is a detector or a converted (ONNX) version.
     """
     info = store.get_model(model_version)
     if is_detector(info):
         raise ConfigError(f"model version {model_version} is an object detector; load it with "
                           "dl.load_detector(store, version) and serve it with dl.deploy_detector")
+    if is_onnx(info):
+        raise ConfigError(f"model version {model_version} is a converted ONNX version (parent {info.get('parent')}); "
+                          "it runs on ONNX Runtime, not as a PyTorch module. Load it with "
+                          "dl.load_converted(store, version), serve it with dl.deploy_version(store, version), or "
+                          f"load the PyTorch parent with dl.load_version(store, {info.get('parent')!r})")
     path = verify_checkpoint(store, model_version, info)
     model = ClipClassifier.load_checkpoint(path)
     spec = info.get("spec")
@@ -127,6 +135,36 @@ def is_detector(info: dict) -> bool:
         True
     """
     return _spec_dict(info).get("kind") == DETECTOR_KIND
+
+
+def is_onnx(info: dict) -> bool:
+    """Whether a ``store.get_model(...)`` row is a converted ONNX version (its spec says ``format: onnx``).
+
+    Example:
+        >>> is_onnx({"spec": {"frames": 4, "size": 32, "format": "onnx"}})
+        True
+    """
+    return _spec_dict(info).get("format") == ONNX_FORMAT
+
+
+def newest_trainable(store) -> str:
+    """The newest registered version that is a PyTorch clip classifier (no detector, no converted ONNX version).
+
+    What ``retrain`` and ``run_loop`` start from when no version is named.
+
+    Raises:
+        ConfigError: The store has no such version.
+
+    Example:
+        >>> newest_trainable(store)  # doctest: +SKIP
+        'shapes-v3'
+    """
+    versions = store.model_versions()
+    for row in reversed(versions.to_dict("records")):
+        if not is_detector(row) and not is_onnx(row):
+            return str(row["model_version"])
+    raise ConfigError("the store has no clip classifier version to retrain (converted ONNX versions and detectors "
+                      "are not retrained); train one with train_initial first")
 
 
 def register_detector(store, detector, *, name: str, parent: str | None = None, dataset_version: str | None = None,

@@ -37,7 +37,8 @@ from ..media.video import (
 )
 from ..models.classifier import ClipClassifier
 from ..models.mc_dropout import has_dropout, mc_dropout_probabilities
-from ..models.registry import load_version, register_version
+from ..models.onnx_model import load_onnx_version
+from ..models.registry import is_onnx, load_version, register_version
 from .results import ScoringResult, _Batch, _Item
 from .threads import check_num_threads, default_num_threads, torch_threads
 
@@ -458,9 +459,17 @@ def deploy(model: ClipClassifier, store, *, classes: Sequence[str] | None = None
 def deploy_version(store, model_version: str, **kwargs) -> IngestEndpoint:
     """Deploy a model version registered in the store.
 
+    A converted ONNX version (``dl.export_onnx``, ``dl.quantize_int8``) runs on
+    ONNX Runtime behind the same endpoints, checked against its sha256 first;
+    its predictions are logged under its own version id.
+
     Example:
         >>> ingest = deploy_version(store, "shapes-v2")  # doctest: +SKIP
+        >>> ingest = deploy_version(store, "shapes-onnx-v1")  # doctest: +SKIP
     """
+    if is_onnx(store.get_model(model_version)):
+        model = load_onnx_version(store, model_version)
+        return deploy(model, store, model_version=model_version, **kwargs)
     model = load_version(store, model_version)
     return deploy(model, store, model_version=model_version, **kwargs)
 
