@@ -723,6 +723,13 @@ def _select_clips(store, version: str, info: dict, scoring_ids: Sequence[str] | 
     if scoring_ids is not None:
         ids = list(dict.fromkeys(str(s) for s in scoring_ids))
         source = "the scoring ids given"
+    elif is_onnx(info) and info.get("parent"):
+        # a converted version is judged on the clips its PyTorch ancestor is judged on, so the two compare
+        root = str(info["parent"])
+        while is_onnx(store.get_model(root)) and store.get_model(root).get("parent"):
+            root = str(store.get_model(root)["parent"])
+        rows, source, notes = _select_clips(store, root, store.get_model(root), None, labelled_only)
+        return rows, f"{source}, of {root} (the version it was converted from)", notes
     else:
         ids, key = _held_out_ids(params)
         if ids is not None:

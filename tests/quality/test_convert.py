@@ -241,3 +241,12 @@ def test_model_report_runs_the_onnx_version_and_retrain_skips_it(lab):
 
     assert store.model_versions()["model_version"].iloc[-1] != v1  # converted versions came after v1
     assert newest_trainable(store) == v1
+
+
+def test_a_converted_version_is_reported_on_its_ancestors_clips(lab):
+    store, v1 = lab["store"], lab["v1"]
+    int8 = quantize_int8(store, lab["onnx"].version)
+    kw = {"corruptions": ["brightness"], "severities": (1,), "repeats": 1, "progress": False, "store_result": False}
+    ours, theirs = dl.model_report(store, int8.version, **kw), dl.model_report(store, v1, **kw)
+    assert ours.metrics["n"] == theirs.metrics["n"] > 0
+    assert f"of {v1} (the version it was converted from)" in ours.summary() + str(ours.to_dict())
