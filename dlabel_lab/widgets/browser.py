@@ -13,7 +13,12 @@ selected clip the chosen class in one action: one append-only user score per
 clip with its author. The grid shows a short id (head and unique tail of the
 scoring id) and the clip's file name, in columns as wide as their text; the
 selected clip's details show its whole scoring id. The metrics tab evaluates
-the rows of the current filter. A filter set to "any" (``ANY``, the empty string: no label, version
+the rows of the current filter. The data quality tab builds
+:func:`~dlabel_lab.data_report` on a click (it decodes clips and fits
+models: seconds, so never at construction), shows the report's page, its
+top likely label errors, and queues the flagged clips in a
+:class:`~dlabel_lab.widgets.LabelQueue`, most likely wrong first (recorded
+in the execution log unless the store is read-only). A filter set to "any" (``ANY``, the empty string: no label, version
 or tag is empty) does not filter.
 
 Example:
@@ -27,17 +32,29 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..evaluation import evaluate
 from ..media.video import read_clip, spec_from_record
 from ..plots import plot_confusion, plot_filmstrip
-from ._common import chart_image, default_author, figure_png, handler, new_figure, show_png, table_html, text_html
+from ..quality.data_report import DataReport, data_report
+from ._common import (
+    chart_image,
+    default_author,
+    figure_png,
+    handler,
+    new_figure,
+    show_png,
+    store_is_closed,
+    table_html,
+    text_html,
+)
 from .grid import (
     BULK_SOURCE,
     column_widths,
@@ -49,10 +66,13 @@ from .grid import (
     selected_positions,
     shown_positions,
 )
+from .queue import LabelQueue
 
 __all__ = ["ANY", "DatasetBrowser", "store_filters_text"]
 
 ANY = ""  # the "any"/"all" choice of a filter: a real value, so the menus show it selected
+TOP_ISSUES = 10  # likely label errors listed in the data quality tab (the report's page lists more)
+_ISSUE_COLUMNS = ("rank", "scoring_id", "source", "given_label", "suggested_label", "label_quality")
 
 
 def _classes(versions: pd.DataFrame) -> list[str]:
@@ -107,7 +127,14 @@ class DatasetBrowser(widgets.VBox):
         grid: The ``ipydatagrid.DataGrid`` of the rows; its header menus sort and filter, its rows select.
         state: The line saying which filters are on, how many rows match and how many are selected.
         relabel_to, author, relabel_button: The bulk action: the class, who gives it, "Relabel n selected".
-        errors: Errors raised by the widget's own controls (also shown in ``output``).
+        report_button, quality_status, report_html, top_issues, queue_button, queue_box: The data
+            quality tab: "Build report", the line saying what it is doing or what went wrong, the
+            report's page, its first ``TOP_ISSUES`` likely label errors, "Queue flagged clips" and
+            the box that holds the queue.
+        report: The last :class:`~dlabel_lab.DataReport` built (``None`` before the first).
+        label_queue: The :class:`~dlabel_lab.widgets.LabelQueue` over the report's flagged clips, once opened.
+        errors: Errors raised by the widget's own controls (also shown in ``output``; the data
+            quality tab's in its status line).
 
     Example:
         >>> browser = DatasetBrowser(store)  # doctest: +SKIP
@@ -162,6 +189,27 @@ class DatasetBrowser(widgets.VBox):
         self.unmatched = widgets.HTML()
         self.reload_button = widgets.Button(description="Reload", icon="refresh", tooltip="new versions, clips, tags")
         self.reload_button.on_click(handler(self, self.reload))
+        self.report: DataReport | None = None
+        self.label_queue: LabelQueue | None = None
+        self.report_button = widgets.Button(
+            description="Build report",
+            icon="stethoscope",
+            tooltip="data_report(store): missing parts, distribution, shift, duplicates, label errors (seconds)",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.report_button.on_click(handler(self, self._status_shown, self.build_report))
+        self.quality_status = widgets.HTML(text_html("the data report is built on request: click Build report"))
+        self.report_html = widgets.HTML()
+        self.top_issues = widgets.HTML()
+        self.queue_button = widgets.Button(
+            description="Queue flagged clips",
+            icon="list-ol",
+            disabled=True,
+            tooltip="label the report's likely label errors, most likely wrong first",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.queue_button.on_click(handler(self, self._status_shown, self.queue_flagged))
+        self.queue_box = widgets.VBox()
         self._quiet = False
         self._classes: list[str] = []
         self.update_options()
@@ -174,8 +222,17 @@ class DatasetBrowser(widgets.VBox):
                 widgets.VBox([self.filmstrip, self.details]),
                 widgets.HBox([self.metrics, self.confusion]),
                 self.unmatched,
+                widgets.VBox(
+                    [
+                        widgets.HBox([self.report_button, self.queue_button]),
+                        self.quality_status,
+                        self.top_issues,
+                        self.queue_box,
+                        self.report_html,
+                    ]
+                ),
             ],
-            titles=("selected clip", "metrics", "unmatched"),
+            titles=("selected clip", "metrics", "unmatched", "data quality"),
         )
         super().__init__(
             [
@@ -391,3 +448,98 @@ class DatasetBrowser(widgets.VBox):
             + table_html(history)
             + f"<small>scoring id <code>{html.escape(sid)}</code></small>"
         )
+
+    # -- the data quality tab ------------------------------------------------------------------------------
+    def _status_shown(self, action) -> None:
+        """Run one of the data quality tab's actions; what goes wrong is one typed line in its status.
+
+        A closed store is left to the handler (it switches the widget off).
+        """
+        try:
+            action()
+        except Exception as exc:
+            if isinstance(exc, StoreError) and store_is_closed(self.store):
+                raise
+            self.errors.append(exc)
+            self.quality_status.value = f'<p style="color:#b00020">{html.escape(f"{type(exc).__name__}: {exc}")}</p>'
+
+    def build_report(self) -> DataReport:
+        """Build :func:`~dlabel_lab.data_report` of the store and show it in the data quality tab.
+
+        The report reads the newest model version that scored clips (it writes
+        nothing). Its page, its first ``TOP_ISSUES`` likely label errors and
+        the "Queue flagged clips" button (on when clips were flagged) replace
+        the previous report's; a queue opened from it is closed.
+
+        Returns:
+            The report (also in :attr:`report`).
+
+        Example:
+            >>> browser.report_button.click(); print(browser.report.summary())  # doctest: +SKIP
+        """
+        self.report, self.label_queue = None, None
+        self.queue_box.children = ()
+        self.queue_button.disabled = True
+        self.report_html.value = self.top_issues.value = ""
+        self.quality_status.value = text_html("building the data report (decoding clips, fitting models)…")
+        self.report_button.disabled = True
+        started = time.perf_counter()
+        try:
+            report = data_report(self.store, model_version=None, progress=False)
+            page = report._repr_html_()
+        finally:
+            self.report_button.disabled = False
+        self.report = report
+        self.report_html.value = page
+        issues = report.label_issues
+        check = report.label_check
+        if check is None:
+            why = next((n for n in report.notes if "label issues" in n), "see the report's notes")
+            self.top_issues.value = text_html(f"no label check, nothing to queue: {why}")
+        else:
+            columns = [c for c in _ISSUE_COLUMNS if c in issues.columns]
+            self.top_issues.value = (
+                f"<b>likely label errors ({len(issues)} of {len(check.checked)} labelled clips checked)</b>"
+                + table_html(issues[columns], max_rows=TOP_ISSUES)
+            )
+        self.queue_button.description = f"Queue {len(issues)} flagged clips"
+        self.queue_button.disabled = check is None or len(issues) == 0
+        self.quality_status.value = text_html(
+            f"data report of model version {report.model_version or 'none'} built in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        return report
+
+    def queue_flagged(self, limit: int | None = None) -> LabelQueue:
+        """Open a :class:`~dlabel_lab.widgets.LabelQueue` over the report's flagged clips, most likely wrong first.
+
+        The queue is :meth:`DataReport.relabel_queue`, recorded as a
+        ``label-issues`` run (its labels name it as their author) unless the
+        store is read-only; its classes are those of the label check.
+
+        Args:
+            limit: At most this many clips (default all flagged).
+
+        Raises:
+            ConfigError: No report was built, or it has no label check.
+
+        Example:
+            >>> browser.queue_button.click(); browser.label_queue.suggestion.scoring_ids[:3]  # doctest: +SKIP
+        """
+        if self.report is None:
+            raise ConfigError("build the data report first (Build report)")
+        read_only = bool(getattr(self.store, "read_only", False))
+        queue = self.report.relabel_queue(limit, record=not read_only)
+        check = self.report.label_check
+        classes = [str(c) for c in check.classes] if check is not None and len(check.classes) else self._classes
+        self.label_queue = LabelQueue(self.store, queue, classes=classes)
+        self.queue_box.children = (self.label_queue,)
+        self.quality_status.value = text_html(
+            f"{len(queue.table)} flagged clips queued, most likely wrong first"
+            + (
+                " (the store is read-only: the queue is not recorded and labels cannot be saved)"
+                if read_only
+                else f" (run {queue.run_id} in the execution log)"
+            )
+        )
+        return self.label_queue
