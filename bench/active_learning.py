@@ -77,6 +77,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_stats import bootstrap
 from torch.utils.data import Dataset
 
 import dlabel_lab as dl
@@ -173,15 +174,6 @@ def labels_to_reach(labels, accuracy, target: float) -> int | None:
         if a >= target - 1e-12:
             return int(n)
     return None
-
-
-def bootstrap(values, *, n: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap 95 % interval of the mean over seeds (NaN with fewer than two values)."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float("nan"), float("nan")
-    means = v[np.random.default_rng(seed).integers(0, len(v), size=(n, len(v)))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def _autolabel(arm_order: list[int], pool, test, classes, spec, seed: int, root: Path, args) -> dict:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_stats import bootstrap
 
 import dlabel_lab as dl
 from dlabel_lab.quality.convert import (
@@ -104,14 +105,6 @@ def run_seed(seed: int, args, root: Path) -> dict:
         out["paired"] = {arm: (correct[arm] - correct["pytorch"]).tolist() for arm in arms if arm != "pytorch"}
     out["n_test"] = int(len(y))
     return out
-
-
-def bootstrap(d: np.ndarray, n: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    if len(d) < 2:
-        return float("nan"), float("nan")
-    idx = np.random.default_rng(seed).integers(0, len(d), (n, len(d)))
-    m = d[idx].mean(axis=1)
-    return float(np.quantile(m, 0.025)), float(np.quantile(m, 0.975))
 
 
 def _ms(values) -> str:

@@ -43,6 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from bench_stats import bootstrap
 
 import dlabel_lab as dl
 from dlabel_lab.loop import run_loop
@@ -224,16 +225,6 @@ def one_cell(root: Path, seed: int, k: int, drift: str, v1_version: str, store_d
     out["seconds"] = time.perf_counter() - t0
     shutil.rmtree(root / f"store_{drift}", ignore_errors=True)
     on_result(out)
-
-
-def bootstrap(values, *, n: int = 10_000, seed: int = 0, stat=np.mean) -> tuple[float, float]:
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(v), size=(n, len(v)))
-    boots = np.array([stat(v[i]) for i in idx]) if stat is not np.mean else v[idx].mean(axis=1)
-    return float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
 def markdown_table(results: list[dict]) -> str:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_stats import bootstrap
 
 import dlabel_lab as dl
 from dlabel_lab.quality.label_issues import find_label_errors
@@ -99,16 +100,6 @@ def one_run(dataset: str, seed: int, args, root: Path) -> dict:
                 store.log_score_many([{"scoring_id": ids[i], "label": truth[i], "source": "human"} for i in flipped])
     out["seconds"] = time.perf_counter() - t0
     return out
-
-
-def bootstrap(values, *, n: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap 95 % interval of the mean over seeds (NaN with fewer than two finite values)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) < 2:
-        return float("nan"), float("nan")
-    means = v[np.random.default_rng(seed).integers(0, len(v), size=(n, len(v)))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def _stat(values) -> dict:
