@@ -30,6 +30,31 @@ DETECTOR_KIND = "detector"
 ONNX_FORMAT = "onnx"
 
 
+def store_model_file(store, *, name: str, suffix: str, write) -> Path:
+    """Write a model file into ``<store>/models/`` under a temporary name, then rename it to its digest.
+
+    ``write(tmp_path)`` writes the file and returns its sha256; the file ends as
+    ``<name>-<digest[:16]><suffix>``, so a crash never leaves a half-written file
+    under a name a version could be registered with. An error removes the temp
+    file at once; a killed process leaves it to the sweep of the next writable
+    open (``store.io.clean_temp_checkpoints``).
+
+    Example:
+        >>> path = store_model_file(store, name="shapes", suffix=".onnx", write=save)  # doctest: +SKIP
+    """
+    folder = Path(store.path) / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}-{os.getpid()}-{time.time_ns()}{suffix}"
+    try:
+        digest = write(tmp)
+        final = folder / f"{name}-{digest[:16]}{suffix}"
+        os.replace(tmp, final)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
 def register_version(store, model: ClipClassifier, *, name: str, parent: str | None = None,
                      dataset_version: str | None = None, params: dict | None = None,
                      metrics: dict | None = None) -> tuple[str, str]:
@@ -42,12 +67,7 @@ def register_version(store, model: ClipClassifier, *, name: str, parent: str | N
     Example:
         >>> version, path = register_version(store, model, name="shapes")  # doctest: +SKIP
     """
-    ckpt_dir = Path(store.path) / "models"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt_dir / f".{name}-{os.getpid()}-{time.time_ns()}.safetensors"
-    digest = model.save_checkpoint(tmp)
-    final = ckpt_dir / f"{name}-{digest[:16]}.safetensors"
-    os.replace(tmp, final)
+    final = store_model_file(store, name=name, suffix=".safetensors", write=model.save_checkpoint)
     version = store.register_model(name=name, checkpoint_path=str(final), classes=list(model.classes),
                                    spec=model.spec.to_dict(), parent=parent, dataset_version=dataset_version,
                                    params=params, metrics=metrics)
@@ -187,15 +207,7 @@ def register_detector(store, detector, *, name: str, parent: str | None = None, 
     if not isinstance(detector, ObjectDetector):
         raise ConfigError(f"register_detector takes an ObjectDetector, got {type(detector).__name__}; "
                           "register clip classifiers with register_version")
-    ckpt_dir = Path(store.path) / "models"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt_dir / f".{name}-{os.getpid()}-{time.time_ns()}.safetensors"
-    try:
-        digest = detector.save_checkpoint(tmp)
-        final = ckpt_dir / f"{name}-{digest[:16]}.safetensors"
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    final = store_model_file(store, name=name, suffix=".safetensors", write=detector.save_checkpoint)
     spec = {"kind": DETECTOR_KIND, "arch": detector.arch, "frame_size": list(detector.frame_size)}
     version = store.register_model(name=name, checkpoint_path=str(final), classes=list(detector.classes), spec=spec,
                                    parent=parent, dataset_version=dataset_version, params=params, metrics=metrics)

@@ -57,7 +57,7 @@ from ..models.onnx_model import (
     load_onnx_version,
     read_onnx_version,
 )
-from ..models.registry import ONNX_FORMAT, is_detector, is_onnx, load_version
+from ..models.registry import ONNX_FORMAT, is_detector, is_onnx, load_version, store_model_file
 from ..serving.threads import torch_threads
 
 __all__ = ["ConvertedVersion", "export_onnx", "quantize_int8", "load_converted", "model_footprint", "cpu_latency",
@@ -398,16 +398,11 @@ def _compare(reference, model, clips: torch.Tensor) -> tuple[float, float, float
 def _register(store, parent_info: dict, parent: str, data: bytes, *, name: str, spec: ClipSpec, details: dict,
               parity: float | None) -> ConvertedVersion:
     """Write the ONNX bytes under their digest into ``<store>/models/`` and register the derived version."""
-    folder = Path(store.path) / "models"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}-{os.getpid()}-{time.time_ns()}.onnx"
-    try:
+    def write(tmp: Path) -> str:
         tmp.write_bytes(data)
-        digest = file_sha256(tmp)
-        final = folder / f"{name}-{digest[:16]}.onnx"
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+        return file_sha256(tmp)
+
+    final = store_model_file(store, name=name, suffix=".onnx", write=write)
     dataset = parent_info.get("dataset_version")
     version = store.register_model(
         name=name, checkpoint_path=str(final), classes=list(parent_info["classes"]),

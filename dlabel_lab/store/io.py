@@ -288,15 +288,15 @@ def clean_temp_media(media_dir: Path) -> int:
 
 # temp names of checkpoints written into <store>/models/: ".{name}-{pid}-{ns}.safetensors" (registry.py) and the
 # mkstemp name write_checkpoint gives its own temp file, ".{final name}.{random}.tmp"
-_TEMP_CHECKPOINT = re.compile(r"^\..*\.safetensors(\.[A-Za-z0-9_]+\.tmp)?$")
+_TEMP_CHECKPOINT = re.compile(r"^\..*\.(safetensors|onnx)(\.[A-Za-z0-9_]+\.tmp)?$")
 
 
 def clean_temp_checkpoints(models_dir: Path) -> int:
     """Remove the temp checkpoint files a killed writer left in ``models_dir``; the number removed.
 
     Registered checkpoints are never hidden files (a model name starts with a
-    letter or digit), so every hidden ``*.safetensors`` (and the ``*.tmp`` of
-    a half-written one) is a leftover.
+    letter or digit), so every hidden ``*.safetensors`` or ``*.onnx`` (and the
+    ``*.tmp`` of a half-written one) is a leftover.
 
     Example:
         >>> clean_temp_checkpoints(Path("runs/store/models"))  # doctest: +SKIP
