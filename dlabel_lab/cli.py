@@ -200,12 +200,13 @@ def _cmd_export(args) -> int:
     from .store.payload_store import PayloadStore
 
     _require_store(args.store)
-    with PayloadStore(args.store, read_only=True) as store:
-        if args.format == "parquet":
+    if args.format == "parquet":  # the one export a running service can give too
+        with _read_store(args.store) as store:
             filters = {"model_version": args.model_version} if args.model_version else {}
             out = store.export_parquet(args.out, **filters)
-            print(f"matched data written as Hive-partitioned Parquet under {out}")
-            return 0
+        print(f"matched data written as Hive-partitioned Parquet under {out}")
+        return 0
+    with PayloadStore(args.store, read_only=True) as store:
         from .interop.api import export_labels
         from .interop.from_store import collect
 
@@ -351,10 +352,43 @@ def _cmd_objects(args) -> int:
     return 0
 
 
-def _cmd_versions(args) -> int:
+def _read_store(path: str):
+    """The store opened read-only, or, while a scoring service owns it, a client of that service."""
+    from .errors import StoreLocked
+    from .store.lock import describe_holder
     from .store.payload_store import PayloadStore
 
-    with PayloadStore(args.store, read_only=True) as store:
+    try:
+        return PayloadStore(path, read_only=True)
+    except StoreLocked:
+        url = describe_holder(Path(path).expanduser().resolve()).get("service")
+        if not url:
+            raise
+        from .serving.client import connect
+
+        print(f"note: a scoring service owns {path}; reading through it at {url}", file=sys.stderr)
+        return connect(url)
+
+
+def _cmd_serve(args) -> int:
+    from .serving.service import serve
+
+    def ready(url: str) -> None:
+        print(f"serving {args.store} at {url} (OpenAPI schema at {url}/openapi.json); Ctrl-C stops", flush=True)
+
+    try:
+        serve(args.store, host=args.host, port=args.port, token=args.token, allow_roots=args.allow_root or (),
+              cors_origins=args.cors_origin or (), model_version=args.model_version, on_ready=ready,
+              log_level="info" if args.access_log else "warning")
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn finished the requests in flight and the store is closed
+        pass
+    print(f"stopped; {args.store} is closed", flush=True)
+    return 0
+
+
+def _cmd_versions(args) -> int:
+    _require_store(args.store)
+    with _read_store(args.store) as store:
         versions = store.model_versions()
         if versions.empty:
             print("no model versions yet")
@@ -565,6 +599,19 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--limit", type=whole_number(1), default=30, help="rows printed")
     o.add_argument("--out", help="write every matching object as CSV instead of printing")
     o.set_defaults(func=_cmd_objects)
+    h = sub.add_parser("serve", help="own a store and serve it over HTTP, so several notebooks and people share it",
+                       **fmt)
+    h.add_argument("store", help="payload store folder")
+    h.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs --token")
+    h.add_argument("--port", type=whole_number(0), default=8765, help="port (0 picks a free one)")
+    h.add_argument("--token", default=None, help="bearer token every request must carry (default $DLABEL_LAB_TOKEN)")
+    h.add_argument("--allow-root", action="append", metavar="FOLDER",
+                   help="a server folder whose clips clients may name by path (repeatable; none by default)")
+    h.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="a browser origin allowed (CORS off by "
+                   "default)")
+    h.add_argument("--model-version", dest="model_version", help="the version that scores clips (default newest)")
+    h.add_argument("--access-log", action="store_true", help="log every request")
+    h.set_defaults(func=_cmd_serve)
     v = sub.add_parser("versions", help="list model versions (and one version's lineage)", **fmt)
     v.add_argument("store", help="payload store folder")
     v.add_argument("--lineage", metavar="VERSION", help="also show this version's lineage")

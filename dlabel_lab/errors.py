@@ -94,3 +94,12 @@ class CheckpointError(ModelError):
 
 class WeightsUnavailable(ModelError):
     """Pretrained weights were asked for but cannot be had offline."""
+
+
+# --- the scoring service ---------------------------------------------------------
+class ServiceError(DLabelError):
+    """The scoring service cannot be reached, or answered with an error of no more specific type."""
+
+
+class Unauthorized(ServiceError):
+    """The scoring service refused the request: the bearer token is missing or wrong."""

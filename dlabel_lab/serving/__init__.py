@@ -14,9 +14,18 @@ _EXPORTS = {
     "replay": ".endpoints",
     "DetectionEndpoint": ".detection",
     "deploy_detector": ".detection",
+    "StagedClip": ".endpoints",
+    "ServiceConfig": ".service",
+    "create_app": ".service",
+    "serve": ".service",
+    "start_service": ".service",
+    "RunningService": ".service",
+    "ServiceClient": ".client",
+    "RemoteIngest": ".client",
+    "connect": ".client",
 }
 
-_SUBMODULES = ("endpoints", "detection")
+_SUBMODULES = ("endpoints", "detection", "service", "service_models", "client")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

@@ -20,12 +20,13 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, MediaError, UnknownLabel, UnknownRecord, UnsupportedMedia
+from ..errors import ConfigError, MediaError, MediaTooLarge, UnknownLabel, UnknownRecord, UnsupportedMedia
 from ..media.checks import _check_path
 from ..media.video import (
     ClipSpec,
@@ -39,13 +40,14 @@ from ..models.classifier import ClipClassifier
 from ..models.mc_dropout import has_dropout, mc_dropout_probabilities
 from ..models.onnx_model import load_onnx_version
 from ..models.registry import is_onnx, load_version, register_version
+from ..store.io import check_scoring_id
 from .results import ScoringResult, _Batch, _Item
 from .threads import check_num_threads, default_num_threads, torch_threads
 
 if TYPE_CHECKING:
     from ..store.staging import StagedMedia
 
-__all__ = ["ScoringResult", "ModelEndpoint", "IngestEndpoint", "deploy", "deploy_version", "replay"]
+__all__ = ["ScoringResult", "ModelEndpoint", "IngestEndpoint", "StagedClip", "deploy", "deploy_version", "replay"]
 
 
 class ModelEndpoint:
@@ -208,6 +210,7 @@ class IngestEndpoint:
 
     def __init__(self, model_endpoint: ModelEndpoint, store, *, classes: Sequence[str],
                  spec: ClipSpec | None = None) -> None:
+        self._preset_ids: list[str] | None = None
         self.model_endpoint = model_endpoint
         self.store = store
         self.classes = list(classes)
@@ -243,7 +246,7 @@ class IngestEndpoint:
 
     def score_many(self, sources: Sequence, labels: Sequence[str | None] | None = None, *,
                    batch_size: int | None = None, on_error: str = "raise", failures: list | None = None,
-                   progress: bool = True) -> list[ScoringResult]:
+                   progress: bool = True, scoring_ids: Sequence[str] | None = None) -> list[ScoringResult]:
         """Score clips in batches, with a progress bar.
 
         While the model scores one batch, a second thread stages and decodes
@@ -263,9 +266,14 @@ class IngestEndpoint:
             failures: With ``"skip"`` or ``"stop"``, ``(index, error)`` of each
                 clip left out is appended here (index into ``sources``).
             progress: Show a tqdm progress bar.
+            scoring_ids: The clips' scoring ids, chosen by the caller (one per
+                source, canonical UUID text); default new ones. A retry with the
+                same id adds no second raw payload (the scoring service uses
+                them as idempotency keys).
 
         Raises:
             UnknownLabel: A label is not a class (before anything is logged).
+            ConfigError: ``scoring_ids`` has another length, a malformed or a repeated id.
             MediaError: A clip cannot be read (with ``on_error="raise"``).
 
         Example:
@@ -278,6 +286,7 @@ class IngestEndpoint:
         if on_error not in ("raise", "skip", "stop"):
             raise ConfigError(f"on_error must be 'raise', 'skip' or 'stop', got {on_error!r}")
         self._check_labels(labels)
+        self._preset_ids = _check_preset_ids(scoring_ids, len(sources))
         bs = batch_size or self.model_endpoint.batch_size
         spans = [range(start, min(start + bs, len(sources))) for start in range(0, len(sources), bs)]
         results: list[ScoringResult] = []
@@ -333,6 +342,8 @@ class IngestEndpoint:
                         batch.stopped = True
                         break
                     continue
+                if self._preset_ids is not None:
+                    item.scoring_id = self._preset_ids[index]
                 batch.items.append(item)
                 batch.raws.append(raw)
         except BaseException:
@@ -344,11 +355,12 @@ class IngestEndpoint:
     def _log_batch(self, batch: _Batch) -> list[ScoringResult]:
         """Give the batch its scoring ids, log the raw payloads, then score it (the model endpoint logs the rest)."""
         for item, raw in zip(batch.items, batch.raws, strict=True):
-            item.scoring_id = raw["scoring_id"] = self.store.new_scoring_id()
+            item.scoring_id = raw["scoring_id"] = item.scoring_id or self.store.new_scoring_id()
         earlier = self.store.first_scoring_ids([raw["staged"].sha256 for raw in batch.raws])
         for item, sha in zip(batch.items, self.store.log_raw_many(batch.raws), strict=True):
             item.sha256 = sha
-            item.duplicate_of = earlier.get(sha)
+            first = earlier.get(sha)
+            item.duplicate_of = None if first == item.scoring_id else first  # a retry is no duplicate
         self._log_duplicates(batch.items)
         return self.model_endpoint.score_batch(batch.items)
 
@@ -406,8 +418,45 @@ def check_labels(labels: Sequence[str | None], classes: Sequence[str], *, what: 
                            f"Fix the labels or deploy a {what} with these classes.")
 
 
+@dataclass(frozen=True)
+class StagedClip:
+    """A clip already staged inside the store (an upload the scoring service streamed there).
+
+    The endpoint takes it over: it is logged, or removed when it cannot be read.
+
+    Attributes:
+        staged: The staged file (from :class:`~dlabel_lab.store.staging.StagingWriter`).
+        name: The client's file name, for errors and ``source_name``.
+        suffix: The file name's suffix (``.mp4``), a hint for the decoder.
+    """
+
+    staged: StagedMedia
+    name: str
+    suffix: str = ""
+
+
+def _check_preset_ids(scoring_ids: Sequence[str] | None, n: int) -> list[str] | None:
+    if scoring_ids is None:
+        return None
+    ids = [check_scoring_id(s, where=f"scoring_ids[{i}]") for i, s in enumerate(scoring_ids)]
+    if len(ids) != n:
+        raise ConfigError(f"{len(ids)} scoring ids for {n} clips; pass one id per clip or none")
+    if len(set(ids)) != len(ids):
+        raise ConfigError("scoring_ids repeats an id; each clip needs its own scoring id")
+    return ids
+
+
 def _stage_source(store, source, spec: ClipSpec) -> tuple[StagedMedia, str, str]:
     """Check a source (path or bytes) and copy it into the store's staging folder; (staged, name, suffix)."""
+    if isinstance(source, StagedClip):
+        staged = source.staged
+        if staged.path.parent.resolve() != (store.media_dir / "staging").resolve():
+            raise UnsupportedMedia(f"{source.name}: a staged clip must lie in this store's staging folder")
+        if staged.size > spec.max_file_bytes:
+            store.discard_staged(staged)
+            raise MediaTooLarge(f"{source.name} is {staged.size / 2**20:.1f} MiB, over the limit of "
+                                f"{spec.max_file_bytes / 2**20:.0f} MiB per clip; nothing was stored")
+        return staged, source.name, source.suffix
     if isinstance(source, (bytes, bytearray, memoryview)):
         return store.stage_media(source, max_bytes=spec.max_file_bytes), "<bytes>", ""
     if not isinstance(source, (str, os.PathLike)):

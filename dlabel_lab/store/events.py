@@ -251,8 +251,18 @@ class LoggingMixin:
         row = dict(scoring_id=scoring_id, label=label, source=source, author=author, labelled_at=labelled_at)
         return self.log_score_many([row])[0]
 
-    def log_score_many(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    def log_score_many(self, rows: Sequence[Mapping[str, Any]], *, skip_replays: bool = False) -> list[int]:
         """Append several user scores in one statement; their ``label_id``s, in order.
+
+        Args:
+            rows: Mappings with ``scoring_id`` and ``label`` (optional
+                ``source``, ``author``, ``labelled_at``).
+            skip_replays: Treat a row equal to a stored one in every field
+                (scoring id, label, source, author and ``labelled_at`` to the
+                microsecond) as a retry of the same write: it is not appended
+                again and the stored row's ``label_id`` is returned. This is how
+                the scoring service makes label writes idempotent (its client
+                stamps ``labelled_at`` once and sends the same row on a retry).
 
         Example:
             >>> store.log_score_many([{"scoring_id": sid, "label": "circle"}])  # doctest: +SKIP
@@ -272,11 +282,29 @@ class LoggingMixin:
             cols["labelled_at"].append(io.utc_naive(row.get("labelled_at"), what="labelled_at") or now)
         n = len(cols["scoring_id"])
         with self._write_lock:
+            ids: list[int | None] = [None] * n
+            if skip_replays and n:
+                ids = self._stored_label_ids(cols)
+            fresh = [i for i in range(n) if ids[i] is None]
             first = self._next_label_id
-            cols["label_id"] = list(range(first, first + n))
-            self._insert("user_scores", SCORE_COLUMNS, cols, list(range(n)))
-            self._next_label_id = first + n
-        return cols["label_id"]
+            for k, i in enumerate(fresh):
+                ids[i] = first + k
+            cols["label_id"] = ids
+            if fresh:
+                self._insert("user_scores", SCORE_COLUMNS, cols, fresh)
+            self._next_label_id = first + len(fresh)
+        return [int(i) for i in ids]
+
+    def _stored_label_ids(self, cols: Mapping[str, list[Any]]) -> list[int | None]:
+        """The stored ``label_id`` of each row equal to a stored one in every field (``None`` for new rows)."""
+        keys = ("scoring_id", "label", "source", "author", "labelled_at")
+        found = self._rows(
+            "SELECT scoring_id, label, source, author, labelled_at, min(label_id) FROM user_scores "
+            "WHERE list_contains(CAST(? AS VARCHAR[]), scoring_id) GROUP BY ALL",
+            [sorted(set(cols["scoring_id"]))],
+        )
+        stored = {tuple(row[:5]): int(row[5]) for row in found}
+        return [stored.get(tuple(cols[k][i] for k in keys)) for i in range(len(cols["scoring_id"]))]
 
     def label_sources(self) -> list[str]:
         """The distinct sources of user scores (``"human"``, ``"auto"``, ``"audit"``, ...), sorted.

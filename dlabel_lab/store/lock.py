@@ -83,6 +83,21 @@ class LockFile:
             f.flush()
         self._file = f
 
+    def annotate(self, **info: Any) -> None:  # noqa: ANN401
+        """Add facts to what the held exclusive lock says about its holder (e.g. the service's URL).
+
+        Raises:
+            StoreError: This object does not hold the lock for writing.
+        """
+        f = self._file
+        if f is None or "a" not in f.mode:
+            raise StoreError("only the process that holds a store for writing can say more about itself")
+        holder = {**self.holder(), **info}
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(holder))
+        f.flush()
+
     def _shared_possible(self) -> bool:
         """Whether a shared lock is free now, i.e. only readers hold the store."""
         with open(self.path) as probe:

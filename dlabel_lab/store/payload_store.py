@@ -57,7 +57,7 @@ from .versions import VersionsMixin
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PayloadStore", "VerifyReport", "new_scoring_id", "MATCHED_COLUMNS"]
+__all__ = ["PayloadStore", "VerifyReport", "new_scoring_id", "MATCHED_COLUMNS", "write_matched_parquet"]
 
 new_scoring_id = io.new_scoring_id
 
@@ -345,6 +345,19 @@ class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisM
                 f"the payload store {self.path} is open read-only; open it with PayloadStore(path) to write"
             )
 
+    def advertise_service(self, url: str) -> None:
+        """Write the URL of the service that owns this store into its lock file.
+
+        Another process that finds the store locked reads it there
+        (:func:`~dlabel_lab.store.lock.describe_holder`) and talks to the
+        service instead of failing with :class:`StoreLocked`.
+
+        Example:
+            >>> store.advertise_service("http://127.0.0.1:8765")  # doctest: +SKIP
+        """
+        self._writable()
+        self._lock.annotate(service=str(url))
+
     # --- ids ---------------------------------------------------------------------
     @staticmethod
     def new_scoring_id() -> str:
@@ -489,32 +502,45 @@ class PayloadStore(RawMixin, LoggingMixin, VersionsMixin, VerifyMixin, AnalysisM
             >>> store.export_parquet("exports/matched")  # doctest: +SKIP
             PosixPath('exports/matched')
         """
-        import pyarrow.compute as pc
-        import pyarrow.dataset as ds
-
-        out = Path(out_dir)
         rel = self.matched(**matched_filters)
         with self._mapped_errors():
             table = rel.to_arrow_table()
-        dates = pc.strftime(table.column("received_at"), format="%Y-%m-%d")
-        table = table.append_column("received_date", dates)
-        if out.exists() and not out.is_dir():
-            raise StoreError(f"cannot export to {out}: it exists and is not a folder; pick another out_dir")
-        tmp = io.export_temp_dir(out)
-        try:
-            if table.num_rows:
-                ds.write_dataset(
-                    table, tmp, format="parquet", partitioning=["model_version", "received_date"],
-                    partitioning_flavor="hive", existing_data_behavior="overwrite_or_ignore",
-                    basename_template="part-{i}.parquet",
-                )  # fmt: skip
-            io.publish_export(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return out
+        return write_matched_parquet(table, out_dir)
 
     # --- inserts ---------------------------------------------------------------------
     def _insert(self, table: str, types: dict[str, pa.DataType], cols: dict[str, list[Any]], keep: list[int]) -> None:
         """Insert the ``keep`` rows of ``cols`` in one statement (the caller holds the write lock)."""
         with self._mapped_errors():
             writes.insert_rows(self._cursor(), table, types, cols, keep)
+
+
+def write_matched_parquet(table: pa.Table, out_dir: str | Path) -> Path:
+    """Write matched rows (an Arrow table) as Hive-partitioned Parquet, atomically; the folder.
+
+    What :meth:`PayloadStore.export_parquet` writes; the service client uses it
+    for rows that came over HTTP.
+
+    Example:
+        >>> write_matched_parquet(store.matched().to_arrow_table(), "exports/matched")  # doctest: +SKIP
+        PosixPath('exports/matched')
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    out = Path(out_dir)
+    dates = pc.strftime(table.column("received_at"), format="%Y-%m-%d")
+    table = table.append_column("received_date", dates)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"cannot export to {out}: it exists and is not a folder; pick another out_dir")
+    tmp = io.export_temp_dir(out)
+    try:
+        if table.num_rows:
+            ds.write_dataset(
+                table, tmp, format="parquet", partitioning=["model_version", "received_date"],
+                partitioning_flavor="hive", existing_data_behavior="overwrite_or_ignore",
+                basename_template="part-{i}.parquet",
+            )  # fmt: skip
+        io.publish_export(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

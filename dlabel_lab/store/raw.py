@@ -217,6 +217,35 @@ class RawMixin:
         )
         return dict(found)
 
+    def scoring_events(self, scoring_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What is stored of each known scoring id: its clip's digest, the versions that scored it, its latest label.
+
+        A retry of a scoring request (same scoring id) uses this to tell a
+        finished event (answer from the store), a half-finished one (score
+        it again: replayed rows add nothing) and a changed payload (refuse).
+
+        Returns:
+            scoring id -> ``{"sha256", "source_name", "model_versions", "label"}`` for ids with a raw
+            payload; unknown ids are left out.
+
+        Example:
+            >>> store.scoring_events([sid])[sid]["model_versions"]  # doctest: +SKIP
+            ['shapes-v1']
+        """
+        ids = sorted({io.check_scoring_id(s) for s in scoring_ids})
+        if not ids:
+            return {}
+        found = self._rows(
+            "SELECT r.scoring_id, r.sha256, r.source_name, "
+            "  (SELECT list(DISTINCT p.model_version ORDER BY p.model_version) FROM predictions p "
+            "   WHERE p.scoring_id = r.scoring_id), "
+            "  (SELECT arg_max(u.label, u.label_id) FROM user_scores u WHERE u.scoring_id = r.scoring_id) "
+            "FROM raw_payloads r WHERE list_contains(CAST(? AS VARCHAR[]), r.scoring_id)",
+            [ids],
+        )
+        return {sid: {"sha256": sha, "source_name": name, "model_versions": list(versions or []), "label": label}
+                for sid, sha, name, versions, label in found}
+
     def _known_media(self, shas: list[str]) -> dict[str, str]:
         """sha256 -> relative path of media that committed rows already point at."""
         found = self._rows(

@@ -32,7 +32,7 @@ from pathlib import Path
 from ..errors import MediaTooLarge
 from .io import TEMP_PREFIX, already_stored, fsync_path
 
-__all__ = ["StagedMedia", "stage_file", "stage_bytes", "publish_media", "discard_staged"]
+__all__ = ["StagedMedia", "StagingWriter", "stage_file", "stage_bytes", "publish_media", "discard_staged"]
 
 _BLOCK = 1 << 20
 
@@ -116,6 +116,52 @@ def stage_bytes(root: Path, data: bytes | bytearray | memoryview, *, max_bytes: 
         tmp.unlink(missing_ok=True)
         raise
     return StagedMedia(tmp, hashlib.sha256(view).hexdigest(), len(view))
+
+
+class StagingWriter:
+    """Stage a clip that arrives in pieces (an HTTP upload), bounded and hashed on the way.
+
+    Args:
+        root: The store folder.
+        max_bytes: Refuse the clip as soon as it grows past this.
+        name: How to name the clip in errors.
+
+    Raises:
+        MediaTooLarge: From :meth:`write` once the pieces pass ``max_bytes``;
+            the partial file is removed.
+
+    Example:
+        >>> writer = StagingWriter(Path("runs/store"), max_bytes=2 << 30)  # doctest: +SKIP
+        >>> writer.write(b"..."); staged = writer.finish()  # doctest: +SKIP
+    """
+
+    def __init__(self, root: Path, *, max_bytes: int, name: str = "the upload") -> None:
+        self.path = _new_temp(root)
+        self.max_bytes = int(max_bytes)
+        self.name = name
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._file = open(self.path, "xb")  # noqa: SIM115 - closed by finish()/abort()
+
+    def write(self, block: bytes | bytearray | memoryview) -> None:
+        """Append one piece (size-checked before it is written)."""
+        self._size += len(block)
+        if self._size > self.max_bytes:
+            self.abort()
+            raise _too_large(self.name, self._size, self.max_bytes)
+        self._digest.update(block)
+        self._file.write(block)
+
+    def finish(self) -> StagedMedia:
+        """Close the file; the staged clip (log it or :func:`discard_staged` it)."""
+        self._file.close()
+        return StagedMedia(self.path, self._digest.hexdigest(), self._size)
+
+    def abort(self) -> None:
+        """Close and remove the partial file (idempotent)."""
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
 
 
 Blob = StagedMedia | bytes | bytearray | memoryview
