@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 from ..errors import EmptyMedia, MediaTooLarge, MissingMedia, TruncatedMedia, UnsafeSource, UnsupportedMedia
 
+MAX_FILE_BYTES = 2 << 30  # the default per-clip limit (ClipSpec.max_file_bytes, the scoring service's uploads)
+
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
 _PLAYLIST_SUFFIXES = {".m3u", ".m3u8", ".ffconcat", ".concat", ".sdp", ".pls", ".xspf", ".cue", ".mpd"}
 _PLAYLIST_MAGIC = (b"#EXTM3U", b"ffconcat", b"[playlist]", b"<?xml", b"v=0\n", b"v=0\r", b"#EXT")

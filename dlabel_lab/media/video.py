@@ -27,6 +27,7 @@ import torch
 
 from ..errors import ConfigError, TruncatedMedia, UnsupportedMedia
 from .checks import (  # noqa: F401 - container_problem and sniff_container are public here
+    MAX_FILE_BYTES,
     _check_head,
     _check_path,
     _check_structure,
@@ -109,7 +110,7 @@ class ClipSpec:
     max_frame_pixels: int = 4096 * 4096
     max_frames: int = 1_000_000
     max_bytes: int = 1 << 30
-    max_file_bytes: int = 2 << 30
+    max_file_bytes: int = MAX_FILE_BYTES
     max_padding_bytes: int = 64 << 20
     allow_truncated: bool = False
     interpolation: Literal["linear", "area", "nearest"] = "linear"

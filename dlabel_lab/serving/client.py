@@ -518,8 +518,8 @@ def _frame_of(body: Mapping[str, Any]) -> pd.DataFrame:
 
     frame = pd.DataFrame(body["rows"], columns=body["columns"])
     for column, dtype in zip(body["columns"], body.get("dtypes", []), strict=False):
-        if dtype.startswith("datetime64"):
-            frame[column] = pd.to_datetime(frame[column])
+        if dtype.startswith("datetime64"):  # isoformat() drops ".000000": the format differs from row to row
+            frame[column] = pd.to_datetime(frame[column], format="ISO8601")
     return frame
 
 

@@ -61,7 +61,7 @@ from ..errors import (
     UnknownRecord,
     UnsafeSource,
 )
-from ..media.video import ClipSpec
+from ..media.checks import MAX_FILE_BYTES
 from ..store.io import check_scoring_id
 from ..store.staging import StagingWriter
 from . import service_models as m
@@ -121,7 +121,8 @@ class ServiceConfig:
         allow_roots: Server folders whose clips clients may name by path (none by default).
         cors_origins: Browser origins allowed to call the service (none: CORS off).
         model_version: The version that scores clips (default: the newest, deployed on the first score).
-        max_clip_bytes: Largest clip upload (default: the store's media limit, ``ClipSpec.max_file_bytes``).
+        max_clip_bytes: Largest clip upload and, plus 1 MiB for the form, largest request body (a batch of
+            clips shares it); default the store's media limit (``ClipSpec.max_file_bytes``).
         batch_size: Clips per forward pass when scoring.
         num_threads: Torch threads while scoring (``None``: the endpoint's default rule).
     """
@@ -130,14 +131,14 @@ class ServiceConfig:
     allow_roots: tuple[Path, ...] = ()
     cors_origins: tuple[str, ...] = ()
     model_version: str | None = None
-    max_clip_bytes: int = field(default_factory=lambda: ClipSpec().max_file_bytes)
+    max_clip_bytes: int = MAX_FILE_BYTES
     batch_size: int = 16
     num_threads: int | None = None
 
     @property
     def max_request_bytes(self) -> int:
-        """Largest request body: a full batch of clips plus the form around them."""
-        return self.max_clip_bytes * MAX_BATCH_CLIPS + _FORM_OVERHEAD
+        """Largest request body: the per-clip limit plus room for the form around it (a batch shares it)."""
+        return self.max_clip_bytes + _FORM_OVERHEAD
 
 
 # --- errors as HTTP answers ---------------------------------------------------------
@@ -256,42 +257,52 @@ class _Scorer:
                 "spec": asdict(ingest.spec)}
 
     def score(self, sources: Sequence, labels: Sequence[str | None], scoring_ids: Sequence[str]) -> list[dict]:
-        """Score clips under client-chosen ids; a retry of a finished event answers from the store."""
+        """Score clips under client-chosen ids; a retry of a finished event answers from the store.
+
+        Every uploaded (staged) clip is gone afterwards, whatever happens:
+        logged clips were renamed to their content address, the others removed.
+        """
         from .endpoints import StagedClip
 
-        with self.lock:
-            ingest = self.ingest()
-            ingest._check_labels(labels)  # before anything is logged
-            version = ingest.model_version
-            known = self.store.scoring_events(scoring_ids)
-            answers: list[dict | None] = [None] * len(sources)
-            todo: list[int] = []
-            for i, (source, sid) in enumerate(zip(sources, scoring_ids, strict=True)):
-                event = known.get(sid)
-                sha = source.staged.sha256 if isinstance(source, StagedClip) else None
-                if event is not None and sha is not None and event["sha256"] != sha:
-                    raise DuplicateScoringId(
-                        f"scoring id {sid} was logged with another clip (sha256 {event['sha256'][:12]}...); a retry "
-                        "must send the same bytes. Use a new scoring id for a new clip.")
-                if event is not None and version in event["model_versions"]:
-                    answers[i] = self._stored_answer(sid, version, event, replayed=True)
-                else:
-                    todo.append(i)
-            try:
-                results = ingest.score_many(
-                    [sources[i] for i in todo],
-                    [None if (known.get(scoring_ids[i]) or {}).get("label") else labels[i] for i in todo],
-                    scoring_ids=[scoring_ids[i] for i in todo], progress=False) if todo else []
-            finally:
-                for i, source in enumerate(sources):  # answered from the store: the upload is not needed
-                    if answers[i] is not None and isinstance(source, StagedClip):
-                        self.store.discard_staged(source.staged)
+        try:
+            with self.lock:
+                return self._score(sources, labels, scoring_ids)
+        finally:
+            for source in sources:
+                if isinstance(source, StagedClip):
+                    self.store.discard_staged(source.staged)  # a no-op for clips logged (renamed)
+
+    def _score(self, sources: Sequence, labels: Sequence[str | None], scoring_ids: Sequence[str]) -> list[dict]:
+        from .endpoints import StagedClip
+
+        ingest = self.ingest()
+        ingest._check_labels(labels)  # before anything is logged
+        version = ingest.model_version
+        known = self.store.scoring_events(scoring_ids)
+        answers: list[dict | None] = [None] * len(sources)
+        todo: list[int] = []
+        for i, (source, sid) in enumerate(zip(sources, scoring_ids, strict=True)):
+            event = known.get(sid)
+            sha = source.staged.sha256 if isinstance(source, StagedClip) else None
+            if event is not None and sha is not None and event["sha256"] != sha:
+                raise DuplicateScoringId(
+                    f"scoring id {sid} was logged with another clip (sha256 {event['sha256'][:12]}...); a retry "
+                    "must send the same bytes. Use a new scoring id for a new clip.")
+            if event is not None and version in event["model_versions"]:
+                answers[i] = self._stored_answer(sid, version, event, replayed=True)
+            else:
+                todo.append(i)
+        if todo:  # an event half-done before a crash is finished; its label is not logged twice
+            results = ingest.score_many(
+                [sources[i] for i in todo],
+                [None if (known.get(scoring_ids[i]) or {}).get("label") else labels[i] for i in todo],
+                scoring_ids=[scoring_ids[i] for i in todo], progress=False)
             for i, result in zip(todo, results, strict=True):
                 answer = asdict(result)
                 answer["label"] = labels[i] if labels[i] is not None else (known.get(scoring_ids[i]) or {}).get("label")
                 answer["replayed"] = scoring_ids[i] in known
                 answers[i] = answer
-            return [a for a in answers if a is not None]
+        return [a for a in answers if a is not None]
 
     def _stored_answer(self, sid: str, version: str, event: dict, *, replayed: bool) -> dict:
         row = self.store.matched_df(scoring_ids=[sid], model_version=version)
