@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import threading
 import time
@@ -303,18 +304,20 @@ class ServiceClient:
 
         Example:
             >>> remote.verified_raw_path(sid).suffix  # doctest: +SKIP
-            '.bin'
+            '.mp4'
         """
         sid = check_scoring_id(scoring_id)
-        cached = self.cache_dir / f"{sid}.bin"
-        if cached.is_file():
-            return cached
+        for cached in self.cache_dir.glob(f"{sid}.*"):
+            if not cached.name.endswith(".part"):
+                return cached
         response = self._request("GET", f"/clips/{sid}")
+        suffix = response.headers.get("x-media-suffix", "")
+        cached = self.cache_dir / (sid + (suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ".bin"))
         expected = response.headers.get("x-content-sha256", "")
         if hashlib.sha256(response.content).hexdigest() != expected:
             raise errors.StoreCorrupt(f"the clip of {sid} arrived altered (sha256 differs from the store's); "
                                       "try again, and run `dlabel-lab verify` on the server")
-        tmp = cached.with_suffix(f".tmp-{os.getpid()}")
+        tmp = self.cache_dir / f"{sid}.{os.getpid()}.part"
         tmp.write_bytes(response.content)
         tmp.replace(cached)
         return cached

@@ -461,7 +461,8 @@ def create_app(store: PayloadStore, config: ServiceConfig | None = None) -> Fast
     def clip(scoring_id: str) -> FileResponse:
         path = store.verified_raw_path(check_scoring_id(scoring_id))
         sha = store.scoring_events([scoring_id])[scoring_id]["sha256"]
-        return FileResponse(path, media_type="application/octet-stream", headers={"x-content-sha256": sha})
+        return FileResponse(path, media_type="application/octet-stream",
+                            headers={"x-content-sha256": sha, "x-media-suffix": path.suffix.lower()[:9]})
 
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
