@@ -37,6 +37,7 @@ import io
 import ipaddress
 import json
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -728,13 +729,29 @@ def serve(
     store, sock, url, server = _prepare(
         store_path, host=host, port=port, token=token, allow_roots=allow_roots, cors_origins=cors_origins,
         model_version=model_version, num_threads=num_threads, log_level=log_level)
+    # uvicorn finishes the requests in flight on SIGTERM, runs the shutdown that closes the store, then raises
+    # the signal again for the handler that was there before it: this one ends serve() normally (exit status 0).
+    previous = signal.signal(signal.SIGTERM, _stopped) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         if on_ready is not None:
             on_ready(url)
         server.run(sockets=[sock])
+    except _Stop:
+        pass
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         sock.close()
         store.close()
+
+
+class _Stop(Exception):
+    """SIGTERM after uvicorn's graceful shutdown."""
+
+
+def _stopped(signum, frame) -> None:  # noqa: ANN001
+    raise _Stop
 
 
 def start_service(
