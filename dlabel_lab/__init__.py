@@ -176,8 +176,8 @@ _EXPORTS = {
     'ScoringResult': '.serving.endpoints',
     # serving.service / serving.client
     'create_app': '.serving.service',
-    'serve': '.serving.service',
-    'start_service': '.serving.service',
+    'serve': '.remote',
+    'start_service': '.remote',
     'connect': '.serving.client',
     'ServiceClient': '.serving.client',
     # store.payload_store
@@ -211,7 +211,7 @@ _EXPORTS = {
 }
 _SUBMODULES = ("media", "store", "models", "objects", "serving", "explain", "labeling", "estimate", "interop",
                "quality", "train", "evaluation", "loop", "plots",
-               "widgets", "errors", "cli", "demo")
+               "widgets", "errors", "cli", "demo", "remote")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

@@ -371,7 +371,7 @@ def _read_store(path: str):
 
 
 def _cmd_serve(args) -> int:
-    from .serving.service import serve
+    from .remote import serve
 
     def ready(url: str) -> None:
         print(f"serving {args.store} at {url} (OpenAPI schema at {url}/openapi.json); Ctrl-C stops", flush=True)

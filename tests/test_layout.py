@@ -3,7 +3,7 @@
 The wings and their order (an arrow may only point to a lower rank, or stay
 inside its own wing):
 
-    cli  ->  widgets, demo  ->  loop, estimate, quality  ->  explain, labeling, interop  ->  train, serving
+    cli  ->  widgets, demo, remote  ->  loop, estimate, quality  ->  explain, labeling, interop  ->  train, serving
         ->  models, objects, evaluation, plots  ->  store, media  ->  errors, lazy
 
 ``explain`` sits above ``train`` because derived transformation parameters
@@ -32,7 +32,7 @@ RANK = {
     "train": 3, "serving": 3,
     "explain": 4, "labeling": 4, "interop": 4,
     "loop": 5, "estimate": 5, "quality": 5,
-    "widgets": 6, "demo": 6,
+    "widgets": 6, "demo": 6, "remote": 6,
     "cli": 7,
 }
 HEAVY = ("torch", "pytorch_lightning", "lightning", "captum", "torchvision", "matplotlib", "ipywidgets")

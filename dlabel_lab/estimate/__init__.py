@@ -47,7 +47,7 @@ _EXPORTS = {
     "plot_estimates": ".plots",
 }
 
-_SUBMODULES = ("estimators", "samplers", "planning", "oracles", "tta", "population", "api", "plots")
+_SUBMODULES = ("estimators", "samplers", "planning", "oracles", "tta", "population", "api", "plots", "remote")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

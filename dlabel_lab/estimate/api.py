@@ -45,6 +45,7 @@ import pandas as pd
 from ..errors import ConfigError, UnknownLabel
 from ..labeling.calibration import stack_column
 from ..labeling.suggest import Suggestion
+from ..serving.client import ServiceClient
 from .estimators import Estimate, hansen_hurwitz_estimate, ppi_estimate, srs_estimate, stratified_estimate
 from .oracles import ORACLES, oracle_scores, stored_temperature
 from .population import Population, load_population
@@ -188,6 +189,12 @@ def estimate_accuracy(store, model_version: str, *, budget: int, method: str | N
         >>> result.ready, result.scoring_ids[:2]  # doctest: +SKIP
         (False, ['0190...', '0190...'])
     """
+    if isinstance(store, ServiceClient):  # run by the service that owns the store
+        from .remote import estimate_via
+
+        return estimate_via(store, model_version, budget=budget, method=method, sampler=sampler, oracle=oracle,
+                            seed=seed, confidence=confidence, n_strata=n_strata, uniform_share=uniform_share,
+                            fresh=fresh, save=save, pool=pool)
     method = _check(sampler, method, oracle, budget)
     design = _design(sampler, int(budget), seed, oracle, n_strata, uniform_share)
     pool_ids = None if pool is None else sorted(dict.fromkeys(str(s) for s in pool))

@@ -46,7 +46,7 @@ _EXPORTS = {
 }
 
 _SUBMODULES = ("strategies", "suggest", "calibration", "autolabel", "stopping", "relabel", "pipelines", "microtasks",
-               "pipeline_results", "simulate")
+               "pipeline_results", "simulate", "remote")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

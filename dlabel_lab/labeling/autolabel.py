@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, UnknownRecord
+from ..serving.client import ServiceClient
 from .calibration import _calibrate, apply_temperature, stack_column
 
 __all__ = ["AuditReport", "AutoLabelResult", "audit_report", "autolabel", "choose_threshold", "exact_interval"]
@@ -153,6 +154,11 @@ def autolabel(store, model_version: str, *, target_precision: float = 0.95, audi
         >>> autolabel(store, "shapes-v2", target_precision=0.95).coverage  # doctest: +SKIP
         0.62
     """
+    if isinstance(store, ServiceClient):  # run by the service that owns the store
+        from .remote import autolabel_via
+
+        return autolabel_via(store, model_version, target_precision=target_precision, audit_rate=audit_rate,
+                             pool=pool, min_support=min_support, seed=seed)
     if not 0 <= audit_rate <= 1:
         raise ConfigError(f"audit_rate must be in [0, 1], got {audit_rate!r}")
     scored = store.matched(model_version=model_version).df()
@@ -254,6 +260,10 @@ def audit_report(store, model_version: str) -> AuditReport:
     Example:
         >>> print(audit_report(store, "shapes-v2").summary())  # doctest: +SKIP
     """
+    if isinstance(store, ServiceClient):  # run by the service that owns the store
+        from .remote import audit_report_via
+
+        return audit_report_via(store, model_version)
     runs = store.runs("autolabel")
     runs = runs[(runs["model_version"] == model_version) & (runs["status"] == "ok")]
     if runs.empty:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, UnknownRecord
+from ..serving.client import ServiceClient
 from .calibration import stack_column
 from .stopping import StopDecision, stopping_decision
 from .strategies import STRATEGIES, select
@@ -111,6 +112,12 @@ def suggest(
     Example:
         >>> suggest(store, "shapes-v1", 10, strategy="entropy").scoring_ids  # doctest: +SKIP
     """
+    if isinstance(store, ServiceClient):  # run by the service that owns the store
+        from .remote import suggest_via
+
+        return suggest_via(store, model_version, budget, strategy=strategy, pool=pool, seed=seed,
+                           mc_passes=mc_passes, stop_set=stop_set, stop_threshold=stop_threshold,
+                           stop_window=stop_window)
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:

@@ -36,7 +36,7 @@ _EXPORTS = {
     "embedding_shift": ".shift",
 }
 
-_SUBMODULES = ("convert", "model_report", "data_report", "label_issues", "shift", "report_page")
+_SUBMODULES = ("convert", "model_report", "data_report", "label_issues", "shift", "report_page", "remote")
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, submodules=_SUBMODULES)
 

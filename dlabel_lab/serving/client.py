@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ..media.video import ClipSpec
     from .results import ScoringResult
 
-__all__ = ["ServiceClient", "RemoteIngest", "connect"]
+__all__ = ["ServiceClient", "RemoteIngest", "connect", "from_wire"]
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 _RETRY_PAUSE_S = (0.2, 0.5, 1.0, 2.0, 4.0)
@@ -140,6 +140,40 @@ class ServiceClient:
                 raise _typed_error(response)
             return response
         raise AssertionError("unreachable")
+
+    def call(self, method: str, route: str, *, classes: Sequence[type] = (), **kwargs: Any) -> Any:  # noqa: ANN401
+        """One request to a route of the service; the answer rebuilt with :func:`from_wire`.
+
+        Args:
+            method: ``"GET"`` or ``"POST"``.
+            route: The route (``"/suggest"``).
+            classes: The dataclasses the answer may hold (nothing else is rebuilt).
+            **kwargs: httpx's ``json=``, ``params=``.
+
+        Example:
+            >>> remote.call("POST", "/suggest", json={...}, classes=[Suggestion])  # doctest: +SKIP
+        """
+        return from_wire(self._request(method, route, **kwargs).json(), classes)
+
+    def text(self, route: str, **params: Any) -> str:  # noqa: ANN401
+        """The text a route answers (an HTML report).
+
+        Example:
+            >>> html = remote.text("/reports/data")  # doctest: +SKIP
+        """
+        return self._request("GET", route, params={k: v for k, v in params.items() if v is not None}).text
+
+    def report_html(self, kind: str = "data", *, model_version: str | None = None) -> str:
+        """A report as the service builds it: ``"data"`` (built now) or ``"model"`` (the one stored with a version).
+
+        Example:
+            >>> Path("data_report.html").write_text(remote.report_html("data"))  # doctest: +SKIP
+        """
+        if kind == "data":
+            return self.text("/reports/data", model_version=model_version)
+        if kind == "model" and model_version:
+            return self.text(f"/reports/model/{_segment(model_version)}")
+        raise ConfigError("report_html needs kind='data', or kind='model' with a model_version")
 
     def _get(self, route: str, **params: Any) -> Any:  # noqa: ANN401
         params = {k: v for k, v in params.items() if v is not None}
@@ -524,6 +558,35 @@ def _frame_of(body: Mapping[str, Any]) -> pd.DataFrame:
         if dtype.startswith("datetime64"):  # isoformat() drops ".000000": the format differs from row to row
             frame[column] = pd.to_datetime(frame[column], format="ISO8601")
     return frame
+
+
+def from_wire(value: Any, classes: Sequence[type] = ()) -> Any:  # noqa: ANN401
+    """Rebuild what :func:`~dlabel_lab.serving.service.to_wire` marked: DataFrames, and the allow-listed dataclasses.
+
+    Raises:
+        ServiceError: The answer holds a dataclass that is not allow-listed.
+
+    Example:
+        >>> from_wire({"n": 1})
+        {'n': 1}
+    """
+    import dataclasses
+
+    if isinstance(value, dict):
+        if set(value) == {"__frame__"}:
+            return _frame_of(value["__frame__"])
+        if set(value) == {"__dataclass__", "fields"}:
+            by_name = {c.__name__: c for c in classes}
+            cls = by_name.get(str(value["__dataclass__"]))
+            if cls is None or not dataclasses.is_dataclass(cls):
+                raise ServiceError(f"the service answered a {value['__dataclass__']!r}, which this call does not "
+                                   f"expect ({sorted(by_name)}); client and service versions may differ")
+            names = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{k: from_wire(v, classes) for k, v in value["fields"].items() if k in names})
+        return {k: from_wire(v, classes) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_wire(v, classes) for v in value]
+    return value
 
 
 def _result(answer: Mapping[str, Any]) -> ScoringResult:

@@ -68,12 +68,15 @@ from ..store.staging import StagingWriter
 from . import service_models as m
 
 if TYPE_CHECKING:
+    from fastapi import APIRouter
+
     from ..store.payload_store import PayloadStore
     from .endpoints import IngestEndpoint
 
 __all__ = ["ServiceConfig", "RunningService", "create_app", "serve", "start_service", "check_bind", "TOKEN_ENV",
-           "DEFAULT_PORT", "ARROW_STREAM"]
+           "DEFAULT_PORT", "ARROW_STREAM", "to_wire", "json_response"]
 
+RouterFactory = Callable[["PayloadStore", threading.Lock], "APIRouter"]
 TOKEN_ENV = "DLABEL_LAB_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -321,12 +324,16 @@ class _Scorer:
                 "objects": [], "replayed": replayed}
 
 
-def create_app(store: PayloadStore, config: ServiceConfig | None = None) -> FastAPI:
+def create_app(store: PayloadStore, config: ServiceConfig | None = None, *,
+               routers: Sequence[RouterFactory] = ()) -> FastAPI:
     """The FastAPI app that serves ``store`` (open, writable, owned by this process).
 
     Args:
         store: The payload store the service owns.
         config: Token, allow-listed roots, CORS origins, served version and limits.
+        routers: Route factories of the wings above serving (``factory(store, lock) -> APIRouter``:
+            suggest and auto-labelling, estimates, reports), given the store and the lock that runs
+            one heavy (model) call at a time; :func:`dlabel_lab.remote.serve` passes them all.
 
     Example:
         >>> app = create_app(store, ServiceConfig())  # doctest: +SKIP
@@ -465,6 +472,8 @@ def create_app(store: PayloadStore, config: ServiceConfig | None = None) -> Fast
         return FileResponse(path, media_type="application/octet-stream",
                             headers={"x-content-sha256": sha, "x-media-suffix": path.suffix.lower()[:9]})
 
+    for factory in routers:
+        app.include_router(factory(store, scorer.lock))
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -591,14 +600,54 @@ def _plain(value: Any) -> Any:  # noqa: ANN401
     return str(value)
 
 
+def to_wire(value: Any) -> Any:  # noqa: ANN401
+    """A result as JSON-ready values: DataFrames and dataclasses marked so that the client rebuilds them.
+
+    The client (:func:`~dlabel_lab.serving.client.from_wire`) rebuilds only
+    the dataclasses its caller allow-lists; nothing else is ever instantiated.
+
+    Example:
+        >>> to_wire({"n": 1})
+        {'n': 1}
+    """
+    import dataclasses
+
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        return {"__frame__": _frame_payload(value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__dataclass__": type(value).__name__,
+                "fields": {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, dict):
+        return {str(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_wire(v) for v in value]
+    return _plain(value)
+
+
+def json_response(value: Any) -> Response:  # noqa: ANN401
+    """A result (see :func:`to_wire`) as a JSON response, for the routes of other wings.
+
+    Example:
+        >>> json_response({"n": 1}).body
+        b'{"n": 1}'
+    """
+    return _json(to_wire(value))
+
+
 def _json(value: Any) -> Response:  # noqa: ANN401
     return Response(json.dumps(_plain(value)), media_type="application/json")
 
 
-def _frame_json(frame):
-    """A DataFrame as ``{"columns": [...], "rows": [[...], ...]}`` (column order and types survive)."""
-    return _json({"columns": [str(c) for c in frame.columns], "dtypes": [str(t) for t in frame.dtypes],
-                  "rows": frame.to_numpy(dtype=object).tolist()})
+def _frame_payload(frame) -> dict:  # noqa: ANN001
+    return {"columns": [str(c) for c in frame.columns], "dtypes": [str(t) for t in frame.dtypes],
+            "rows": frame.to_numpy(dtype=object).tolist()}
+
+
+def _frame_json(frame):  # noqa: ANN001, ANN202
+    """A DataFrame as ``{"columns": [...], "dtypes": [...], "rows": [[...], ...]}`` (order and times survive)."""
+    return _json(_frame_payload(frame))
 
 
 # --- running it ------------------------------------------------------------------------
@@ -635,7 +684,7 @@ class RunningService:
 
 
 def _prepare(store_path, *, host, port, token, allow_roots, cors_origins, model_version, num_threads, log_level,
-             max_clip_bytes=None):  # noqa: ANN001, ANN202 - the shared part of serve() and start_service()
+             max_clip_bytes=None, routers=()):  # noqa: ANN001, ANN202 - the shared part of serve() and start_service()
     import uvicorn
 
     from ..store.payload_store import PayloadStore
@@ -665,7 +714,7 @@ def _prepare(store_path, *, host, port, token, allow_roots, cors_origins, model_
         limits = {} if max_clip_bytes is None else {"max_clip_bytes": int(max_clip_bytes)}
         config = ServiceConfig(token=token, allow_roots=roots, cors_origins=tuple(cors_origins),
                                model_version=model_version, num_threads=num_threads, **limits)
-        app = create_app(store, config)
+        app = create_app(store, config, routers=routers)
 
         @contextlib.asynccontextmanager
         async def lifespan(_app):  # noqa: ANN202 - shutdown (Ctrl-C, SIGTERM, stop()) closes the store
@@ -698,6 +747,7 @@ def serve(
     num_threads: int | None = None,
     on_ready: Callable[[str], None] | None = None,
     log_level: str = "warning",
+    routers: Sequence[RouterFactory] = (),
 ) -> None:
     """Open the store for writing and serve it until Ctrl-C / SIGTERM; then flush and close it.
 
@@ -717,6 +767,7 @@ def serve(
         num_threads: Torch threads while scoring.
         on_ready: Called with the service's URL once the socket listens.
         log_level: uvicorn's log level (``"info"`` also logs every request).
+        routers: Route factories of higher wings (see :func:`create_app`).
 
     Raises:
         ConfigError: A non-loopback ``host`` without a token, a short token, a port in use.
@@ -728,7 +779,7 @@ def serve(
     """
     store, sock, url, server = _prepare(
         store_path, host=host, port=port, token=token, allow_roots=allow_roots, cors_origins=cors_origins,
-        model_version=model_version, num_threads=num_threads, log_level=log_level)
+        model_version=model_version, num_threads=num_threads, log_level=log_level, routers=routers)
     # uvicorn finishes the requests in flight on SIGTERM, runs the shutdown that closes the store, then raises
     # the signal again for the handler that was there before it: this one ends serve() normally (exit status 0).
     previous = signal.signal(signal.SIGTERM, _stopped) if threading.current_thread() is threading.main_thread() \
@@ -766,6 +817,7 @@ def start_service(
     num_threads: int | None = None,
     max_clip_bytes: int | None = None,
     log_level: str = "warning",
+    routers: Sequence[RouterFactory] = (),
 ) -> RunningService:
     """Serve a store from a background thread of this process (a notebook kernel, a test); returns once it answers.
 
@@ -780,7 +832,8 @@ def start_service(
     """
     store, sock, url, server = _prepare(
         store_path, host=host, port=port, token=token, allow_roots=allow_roots, cors_origins=cors_origins,
-        model_version=model_version, num_threads=num_threads, log_level=log_level, max_clip_bytes=max_clip_bytes)
+        model_version=model_version, num_threads=num_threads, log_level=log_level, max_clip_bytes=max_clip_bytes,
+        routers=routers)
 
     def run() -> None:
         try:
