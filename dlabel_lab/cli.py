@@ -248,10 +248,9 @@ def _show_or_export(table, out: str | None, cols: list[str], *, what: str, digit
 
 def _cmd_suggest(args) -> int:
     from .labeling.suggest import suggest
-    from .store.payload_store import PayloadStore
 
     _require_store(args.store)
-    with PayloadStore(args.store) as store:
+    with _read_store(args.store, read_only=False) as store:  # the query is recorded (by the service, if one runs)
         version = args.model_version or _newest(store)
         queue = suggest(store, version, args.budget, strategy=args.strategy, seed=args.seed)
         table = queue.table
@@ -267,10 +266,9 @@ def _cmd_suggest(args) -> int:
 
 def _cmd_estimate(args) -> int:
     from .estimate.api import estimate_accuracy
-    from .store.payload_store import PayloadStore
 
     _require_store(args.store)
-    with PayloadStore(args.store) as store:
+    with _read_store(args.store, read_only=False) as store:  # the sample is recorded (by the service, if one runs)
         version = args.model_version or _newest(store)
         got = estimate_accuracy(store, version, budget=args.budget, sampler=args.sampler, method=args.method,
                                 oracle=args.oracle, seed=args.seed)
@@ -352,21 +350,21 @@ def _cmd_objects(args) -> int:
     return 0
 
 
-def _read_store(path: str):
-    """The store opened read-only, or, while a scoring service owns it, a client of that service."""
+def _read_store(path: str, *, read_only: bool = True):
+    """The store (read-only by default), or, while a scoring service owns it, a client of that service."""
     from .errors import StoreLocked
     from .store.lock import describe_holder
     from .store.payload_store import PayloadStore
 
     try:
-        return PayloadStore(path, read_only=True)
+        return PayloadStore(path, read_only=read_only)
     except StoreLocked:
         url = describe_holder(Path(path).expanduser().resolve()).get("service")
         if not url:
             raise
         from .serving.client import connect
 
-        print(f"note: a scoring service owns {path}; reading through it at {url}", file=sys.stderr)
+        print(f"note: a scoring service owns {path}; going through it at {url}", file=sys.stderr)
         return connect(url)
 
 

@@ -65,3 +65,23 @@ def test_reports_come_as_self_contained_pages(served):
     assert html.lstrip().lower().startswith("<!doctype html") and "<script" not in html.lower()
     with pytest.raises(dl.UnknownRecord, match="no stored model report"):
         remote.report_html("model", model_version=version)
+
+
+def test_the_suggest_and_estimate_commands_go_through_the_service(served):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    remote, version, _, path = served
+    env = {**os.environ, "PYTHONPATH": str(Path(dl.__file__).parents[1])}
+    before = len(remote.runs("suggest"))
+    got = subprocess.run([sys.executable, "-m", "dlabel_lab.cli", "suggest", str(path), "--budget", "3"],
+                         capture_output=True, text=True, env=env, timeout=180)
+    assert got.returncode == 0, got.stderr
+    assert "going through it" in got.stderr and "should stop" in got.stdout
+    assert len(remote.runs("suggest")) == before + 1  # recorded by the service in its store
+    est = subprocess.run([sys.executable, "-m", "dlabel_lab.cli", "estimate", str(path), "--budget", "4"],
+                         capture_output=True, text=True, env=env, timeout=180)
+    assert est.returncode == 0, est.stderr
+    assert "need a person's label" in est.stdout
