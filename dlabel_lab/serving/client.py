@@ -115,10 +115,12 @@ class ServiceClient:
 
     # -- plumbing -----------------------------------------------------------------------
     def _request(self, method: str, route: str, *, files_factory=None, content_factory=None,
-                 **kwargs: Any) -> httpx.Response:  # noqa: ANN401
+                 idempotent: bool = True, **kwargs: Any) -> httpx.Response:  # noqa: ANN401
+        """One request; retried after a connection error or timeout only when ``idempotent``."""
         import httpx
 
-        for attempt in range(self.retries + 1):
+        tries = self.retries + 1 if idempotent else 1
+        for attempt in range(tries):
             try:
                 if files_factory is not None:
                     kwargs["files"] = files_factory()
@@ -126,7 +128,7 @@ class ServiceClient:
                     kwargs["content"] = content_factory()
                 response = self._http.request(method, route, **kwargs)
             except (httpx.TransportError, httpx.TimeoutException) as error:
-                if attempt == self.retries:
+                if attempt == tries - 1:
                     raise ServiceError(
                         f"the scoring service at {self.url} did not answer {method} {route} after "
                         f"{attempt + 1} tries ({type(error).__name__}: {error}). Is `dlabel-lab serve` running?"
@@ -142,7 +144,11 @@ class ServiceClient:
         raise AssertionError("unreachable")
 
     def call(self, method: str, route: str, *, classes: Sequence[type] = (), **kwargs: Any) -> Any:  # noqa: ANN401
-        """One request to a route of the service; the answer rebuilt with :func:`from_wire`.
+        """One request to a route of the service (no time limit); the answer rebuilt with :func:`from_wire`.
+
+        A ``POST`` here records something (a query, auto-labels, a sample) and
+        is not idempotent, so it is never retried: after a dropped connection,
+        look at ``runs()`` before asking again.
 
         Args:
             method: ``"GET"`` or ``"POST"``.
@@ -153,7 +159,8 @@ class ServiceClient:
         Example:
             >>> remote.call("POST", "/suggest", json={...}, classes=[Suggestion])  # doctest: +SKIP
         """
-        return from_wire(self._request(method, route, **kwargs).json(), classes)
+        response = self._request(method, route, idempotent=method.upper() == "GET", timeout=None, **kwargs)
+        return from_wire(response.json(), classes)
 
     def text(self, route: str, **params: Any) -> str:  # noqa: ANN401
         """The text a route answers (an HTML report).
@@ -161,7 +168,8 @@ class ServiceClient:
         Example:
             >>> html = remote.text("/reports/data")  # doctest: +SKIP
         """
-        return self._request("GET", route, params={k: v for k, v in params.items() if v is not None}).text
+        return self._request("GET", route, params={k: v for k, v in params.items() if v is not None},
+                             timeout=None).text
 
     def report_html(self, kind: str = "data", *, model_version: str | None = None) -> str:
         """A report as the service builds it: ``"data"`` (built now) or ``"model"`` (the one stored with a version).

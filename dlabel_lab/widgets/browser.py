@@ -433,7 +433,7 @@ class DatasetBrowser(widgets.VBox):
         sid, version = key
         row = self.records[(self.records.scoring_id == sid) & (self.records.model_version == version)].iloc[0]
         record = json.loads(row["record"]) if isinstance(row["record"], str) else row["record"]
-        frames = read_clip(row["media_path"], spec_from_record(record)).frames
+        frames = read_clip(self.store.verified_raw_path(sid), spec_from_record(record)).frames  # local or served
         fig, ax = new_figure((8, 1.6))
         name = grid_frame(pd.DataFrame([row]))["clip"].iloc[0]
         plot_filmstrip(frames, max_frames=8, title=f"{name} ({sid}) as {version} saw it", ax=ax)

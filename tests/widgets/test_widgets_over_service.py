@@ -6,7 +6,7 @@ import torch
 from widget_helpers import press
 
 import dlabel_lab as dl
-from dlabel_lab.widgets import LabelQueue, ScoringWidget
+from dlabel_lab.widgets import DatasetBrowser, LabelQueue, ScoringWidget
 
 CLASSES = ["circle", "square", "triangle"]
 SPEC = dl.ClipSpec(frames=4, size=32)
@@ -32,6 +32,10 @@ def test_scoring_widget_and_label_queue_over_the_service(tmp_path):
         assert queue.player.frame_count == 6 and queue.player.marked == [0, 2, 3, 5]  # the model's frames
         press(queue, "2")
         press(queue, "s")
+        browser = DatasetBrowser(remote)  # the comprehensive data set over HTTP, filters and all
+        assert len(browser.records) == 7 and ("human", "human") in browser.source.options
+        browser.show_row((scoring.results[0].scoring_id, scoring.results[0].model_version))
+        assert "human-correction" in browser.details.value  # the history came through the client
         assert scoring.errors == [] and queue.errors == []
         corrected, second = scoring.results[0].scoring_id, scoring.results[1].scoring_id
         asked = [r["scoring_id"] for r in suggestion.table.to_dict("records")]
