@@ -16,13 +16,12 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ..serving.service import json_response
 
 if TYPE_CHECKING:
-    from fastapi.responses import Response
-
     from ..serving.client import ServiceClient
 
 __all__ = ["router", "estimate_via"]

@@ -18,13 +18,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ..serving.service import json_response
 
 if TYPE_CHECKING:
-    from fastapi.responses import Response
-
     from ..serving.client import ServiceClient
     from .autolabel import AuditReport, AutoLabelResult
     from .suggest import Suggestion

@@ -497,14 +497,14 @@ def _json_list(value: Any, what: str) -> list:  # noqa: ANN401
     return got
 
 
-async def _receive_clip(request, root: Path, max_bytes: int, filename: str):
-    """Stream the request body into the store's staging folder, hashing and size-checking it on the way."""
+async def _stage_blocks(blocks, root: Path, max_bytes: int, filename: str):  # noqa: ANN001, ANN202
+    """Write a clip arriving in blocks into the store's staging folder, hashing and size-checking on the way."""
     from .endpoints import StagedClip
 
-    name = Path(filename).name or "upload"
+    name = Path(filename or "upload").name or "upload"
     writer = StagingWriter(root, max_bytes=max_bytes, name=repr(name))
     try:
-        async for block in request.stream():
+        async for block in blocks:
             writer.write(block)
         staged = writer.finish()
     except BaseException:
@@ -513,20 +513,19 @@ async def _receive_clip(request, root: Path, max_bytes: int, filename: str):
     return StagedClip(staged, name, Path(name).suffix)
 
 
-async def _copy_upload(upload, root: Path, max_bytes: int):
-    """Copy one multipart file (spooled by the form parser) into the store's staging folder, hashing it."""
-    from .endpoints import StagedClip
+async def _receive_clip(request, root: Path, max_bytes: int, filename: str):  # noqa: ANN001, ANN202
+    """The request body (streamed) as a staged clip."""
+    return await _stage_blocks(request.stream(), root, max_bytes, filename)
 
-    name = Path(upload.filename or "upload").name
-    writer = StagingWriter(root, max_bytes=max_bytes, name=repr(name))
-    try:
+
+async def _copy_upload(upload, root: Path, max_bytes: int):  # noqa: ANN001, ANN202
+    """One multipart file (spooled by the form parser) as a staged clip."""
+
+    async def blocks():  # noqa: ANN202
         while block := await upload.read(1 << 20):
-            writer.write(block)
-        staged = writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
-    return StagedClip(staged, name, Path(name).suffix)
+            yield block
+
+    return await _stage_blocks(blocks(), root, max_bytes, upload.filename)
 
 
 def _allowed_path(text: str, roots: Sequence[Path]) -> Path:
