@@ -72,10 +72,6 @@ def _kill_trials(tmp_path: Path, trials: int, seed: int) -> None:
     assert tally.stored == tally.acknowledged + tally.landed_unacknowledged
 
 
-def test_kill_9_under_label_load_loses_no_acknowledged_label(tmp_path):
-    _kill_trials(tmp_path, trials=5, seed=20240501)
-
-
 @pytest.mark.slow
 def test_kill_9_under_label_load_loses_no_acknowledged_label_20_trials(tmp_path):
     _kill_trials(tmp_path, trials=20, seed=20240502)
