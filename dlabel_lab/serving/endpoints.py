@@ -210,7 +210,6 @@ class IngestEndpoint:
 
     def __init__(self, model_endpoint: ModelEndpoint, store, *, classes: Sequence[str],
                  spec: ClipSpec | None = None) -> None:
-        self._preset_ids: list[str] | None = None
         self.model_endpoint = model_endpoint
         self.store = store
         self.classes = list(classes)
@@ -286,7 +285,7 @@ class IngestEndpoint:
         if on_error not in ("raise", "skip", "stop"):
             raise ConfigError(f"on_error must be 'raise', 'skip' or 'stop', got {on_error!r}")
         self._check_labels(labels)
-        self._preset_ids = _check_preset_ids(scoring_ids, len(sources))
+        preset = _check_preset_ids(scoring_ids, len(sources))
         bs = batch_size or self.model_endpoint.batch_size
         spans = [range(start, min(start + bs, len(sources))) for start in range(0, len(sources), bs)]
         results: list[ScoringResult] = []
@@ -298,11 +297,11 @@ class IngestEndpoint:
             with torch_threads(self.model_endpoint.threads()):
                 for k, span in enumerate(spans):
                     if ahead is None:
-                        batch = self._prepare_batch(sources, labels, span, on_error)
+                        batch = self._prepare_batch(sources, labels, span, on_error, preset)
                     else:  # a MediaError of that batch (on_error="raise") surfaces here
                         batch, ahead = ahead.result(), None
                     if pool is not None and not batch.stopped and k + 1 < len(spans):
-                        ahead = pool.submit(self._prepare_batch, sources, labels, spans[k + 1], on_error)
+                        ahead = pool.submit(self._prepare_batch, sources, labels, spans[k + 1], on_error, preset)
                     if failures is not None:
                         failures.extend(batch.failed)
                     bar.update(len(batch.failed))
@@ -327,7 +326,8 @@ class IngestEndpoint:
                 pool.shutdown(wait=True)
         return results
 
-    def _prepare_batch(self, sources: Sequence, labels: Sequence[str | None], span: range, on_error: str) -> _Batch:
+    def _prepare_batch(self, sources: Sequence, labels: Sequence[str | None], span: range, on_error: str,
+                       preset: Sequence[str] | None = None) -> _Batch:
         """Stage and decode the clips of ``span``; on an exception nothing of the batch stays staged."""
         batch = _Batch()
         try:
@@ -342,8 +342,8 @@ class IngestEndpoint:
                         batch.stopped = True
                         break
                     continue
-                if self._preset_ids is not None:
-                    item.scoring_id = self._preset_ids[index]
+                if preset is not None:
+                    item.scoring_id = preset[index]
                 batch.items.append(item)
                 batch.raws.append(raw)
         except BaseException:
