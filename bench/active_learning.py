@@ -55,7 +55,8 @@ clip can show the same handwritten sample (with different motion, scale, backgro
 Run (the defaults are the issue's sizes; the full run takes hours, one core per process):
     .venv/bin/python bench/active_learning.py --json al.jsonl --plot bench/active_learning.png
 On two cores, one process per data set, then one summary of both (the results so far are committed in
-``bench/runs/``; a run given the same ``--json`` resumes, skipping the arm runs already there):
+``bench/runs/``; a run given the same ``--json`` resumes, skipping the arm runs already there, so only resume a file
+written with the same recipe):
     .venv/bin/python bench/active_learning.py --dataset shapes --json bench/runs/al_shapes.jsonl &
     .venv/bin/python bench/active_learning.py --dataset digits --json bench/runs/al_digits.jsonl &
     wait; .venv/bin/python bench/active_learning.py --summarise bench/runs/al_shapes.jsonl \\
