@@ -13,18 +13,23 @@ hybrid ``cluster_margin`` (the most uncertain clips, clustered on their embeddin
 seed varies the pool, the initial labelled set, the weights' initialisation and the augmentation draws;
 within a seed every arm shares them, so arms differ only by what they chose to label.
 
-How a round trains (the same recipe in every arm and round). The model is retrained from scratch:
-``ClipClassifier`` (tiny3d backbone, dropout 0.3 before the head, which MC-dropout needs), reading
-``ClipSpec(frames=4, size=32)``, fitted by the package's ``train_model`` (AdamW at 1e-3, cosine schedule,
-weight averaging, precise BatchNorm; no validation split, so the last averaged weights are kept) for a
-fixed number of epochs (``--epochs``, default 12) with the ordinary augmentation of ``generic_augment``
-(random affine, colour jitter, blur, noise; the same draw on every frame) switched on in every arm. An
-epoch is the labelled set repeated whole until it holds at least ``--epoch-clips`` clips (default 160),
-so that every labelled clip is seen equally often and a model trained on 20 labels still takes some 240
-optimiser steps: with fewer, the weight average (decay 0.97 per step) would still remember its random
-initialisation. The training seed depends on the seed and the round only, so the first round's model
-is the same in every arm (it is trained once per seed). Pool and test clips are decoded once
-(``ClipDataset``) into tensors; a round only trains and predicts.
+How a round trains (recipe ``v2-warm``, the same in every arm and round). The first round's model is
+trained from scratch on the 20 starting labels; every later round fine-tunes a copy of the arm's previous
+model on all of its labels, as ``dl.retrain`` does in the product. Model: ``ClipClassifier`` (tiny3d
+backbone, dropout 0.3 before the head, which MC-dropout needs) reading ``ClipSpec(frames=4, size=32)``,
+fitted by the package's ``train_model`` (AdamW at ``--lr`` 1e-3, batch 16, a cosine schedule per round,
+weight averaging, precise BatchNorm; no validation split, so the last averaged weights are kept) for
+``--epochs`` (8) epochs of exactly ``--epoch-clips`` (320) clips with the ordinary augmentation of
+``generic_augment`` (random affine, colour jitter, blur, noise; the same draw on every frame) switched on
+in every arm. An epoch is whole shuffled passes over the labelled clips cut at 320, so every labelled clip
+is seen once or more per epoch and every round takes the same 160 optimiser steps, whatever the number of
+labels. (Recipe ``v1``, whose results are in ``bench/runs/al_*.jsonl``, retrained from scratch and repeated
+the labelled set whole up to >= 160 clips, so steps per round peaked at 140 labels and fell at 160, and
+the models were under-trained; a run refuses to resume a file of another recipe.) Fine-tuning makes a
+curve's accuracy grow with the rounds of training as well as with the labels; that is the same in every
+arm, so the paired differences compare what the arms chose. The training seed depends on the seed and the
+round only, so the first round's model is the same in every arm (it is trained once per seed). Pool and
+test clips are decoded once (``ClipDataset``) into tensors; a round only trains and predicts.
 
 Reported per data set and arm: mean ± sd over seeds of the final test accuracy and of the normalised area
 under the learning curve (trapezoid over labels divided by the label range, so it lies in [0, 1]); the
@@ -33,7 +38,8 @@ mean; "not reached" in the seeds that never do); paired differences against rand
 final accuracy with bootstrap 95 % intervals over seeds (numpy, 10,000 resamples).
 
 Auto-labelling, per arm, on its final labelled set: 20 % of those labels are held out (``split_ids``,
-grouped by the clips' sha256, so content-disjoint), a model is trained on the rest with the same recipe,
+grouped by the clips' sha256, so content-disjoint), a model is trained from scratch on the rest (none of
+the arm's models can be used: they have seen the held-out clips) for ``--autolabel-epochs`` (30) epochs,
 its temperature is fitted on the held-out clips (``fit_temperature``) and the lowest threshold whose
 held-out precision reaches 0.95 is chosen (``choose_threshold``, at least ``--min-support`` clips above
 it). Then, on the remaining unlabelled pool, with its true labels: precision of the clips at or above the
@@ -55,19 +61,21 @@ clip can show the same handwritten sample (with different motion, scale, backgro
 Run (the defaults are the issue's sizes; the full run takes hours, one core per process):
     .venv/bin/python bench/active_learning.py --json al.jsonl --plot bench/active_learning.png
 On two cores, one process per data set, then one summary of both (the results so far are committed in
-``bench/runs/``; a run given the same ``--json`` resumes, skipping the arm runs already there, so only resume a file
-written with the same recipe):
-    .venv/bin/python bench/active_learning.py --dataset shapes --json bench/runs/al_shapes.jsonl &
-    .venv/bin/python bench/active_learning.py --dataset digits --json bench/runs/al_digits.jsonl &
-    wait; .venv/bin/python bench/active_learning.py --summarise bench/runs/al_shapes.jsonl \\
-        bench/runs/al_digits.jsonl --plot bench/active_learning.png
+``bench/runs/``; a run given the same ``--json`` resumes, skipping the arm runs already there; it refuses a file
+written by another recipe):
+    .venv/bin/python bench/active_learning.py --dataset shapes --json bench/runs/al2_shapes.jsonl &
+    .venv/bin/python bench/active_learning.py --dataset digits --json bench/runs/al2_digits.jsonl &
+    wait; .venv/bin/python bench/active_learning.py --summarise bench/runs/al2_shapes.jsonl \\
+        bench/runs/al2_digits.jsonl --plot bench/active_learning.png
 A quick look:
-    .venv/bin/python bench/active_learning.py --dataset shapes --seeds 1 --pool 120 --test 100 --max-labels 60
+    .venv/bin/python bench/active_learning.py --dataset shapes --seeds 1 --pool 120 --test 100 --max-labels 60 \\
+        --epoch-clips 64
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import logging
@@ -96,29 +104,43 @@ from dlabel_lab.train.augment import generic_augment
 
 ARMS = ("random", "balanced_random", "entropy", "margin", "bald", "coreset", "typiclust", "cluster_margin")
 BASELINES = ("random", "balanced_random")
+RECIPE = "v2-warm"  # written into every result; a run resumes only results of the same recipe
 DATASETS = {"shapes": dl.make_shape_clips, "digits": dl.load_digit_clips}
 TEST_SEED = 999_983  # the fixed test set's generation seed (pool seeds are seed * 10_000 + 1)
 
 
 class _Clips(Dataset):
-    """Decoded clips in memory, the labelled set repeated ``repeats`` times per epoch, augmented on the fly.
+    """Decoded clips in memory, augmented on the fly; an epoch is ``size`` items (default: each clip once).
 
-    ``train_model`` needs what ``ClipDataset`` offers: items ``(x, y)`` and ``without_augment()`` (the
-    un-augmented clips, once each, for precise BatchNorm); ``ClipDataset`` itself only reads files.
+    With ``size`` the epoch is a fixed number of items drawn as whole shuffled passes over the clips
+    (``seed``), cut at ``size``: every clip appears ``size // n`` or one more times, so the optimiser takes
+    the same number of steps whatever the number of labels. ``train_model`` needs what ``ClipDataset``
+    offers: items ``(x, y)`` and ``without_augment()`` (the un-augmented clips, once each, for precise
+    BatchNorm); ``ClipDataset`` itself only reads files.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, augment=None, repeats: int = 1) -> None:
-        self.x, self.y, self.augment, self.repeats = x, y, augment, repeats
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, augment=None, size: int | None = None,
+                 seed: int = 0) -> None:
+        self.x, self.y, self.augment = x, y, augment
+        n = len(x)
+        if size is None:
+            self.index = np.arange(n)
+        else:
+            if size < n:
+                raise ValueError(f"an epoch of {size} items cannot show each of {n} clips; raise --epoch-clips")
+            rng = np.random.default_rng(seed)
+            self.index = np.concatenate([rng.permutation(n) for _ in range(math.ceil(size / n))])[:size]
 
     def __len__(self) -> int:
-        return len(self.x) * self.repeats
+        return len(self.index)
 
     def without_augment(self) -> _Clips:
         return _Clips(self.x, self.y)
 
     def __getitem__(self, i: int):
-        x = self.x[i % len(self.x)]
-        return (x if self.augment is None else self.augment(x)), self.y[i % len(self.x)]
+        j = int(self.index[i])
+        x = self.x[j]
+        return (x if self.augment is None else self.augment(x)), self.y[j]
 
 
 def _decode(manifest: Path, classes: list[str], spec) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -130,13 +152,19 @@ def _decode(manifest: Path, classes: list[str], spec) -> tuple[torch.Tensor, tor
     return x, torch.tensor(ds.targets), digests
 
 
-def _train(x: torch.Tensor, y: torch.Tensor, classes: list[str], spec, seed: int, root: Path, args):
-    """The recipe: a fresh model, ``args.epochs`` epochs of ``generic_augment``-ed clips, ``train_model``."""
+def _train(x: torch.Tensor, y: torch.Tensor, classes: list[str], spec, seed: int, root: Path, args, *,
+           start=None, epochs: int | None = None):
+    """The recipe: ``epochs`` (default ``args.epochs``) epochs of ``args.epoch_clips`` ``generic_augment``-ed
+    clips, ``train_model``; from a fresh model, or fine-tuning a copy of ``start`` (it is left unchanged)."""
     torch.manual_seed(seed)
-    model = dl.ClipClassifier(classes=classes, spec=spec, dropout=args.dropout)
+    if start is None:
+        model = dl.ClipClassifier(classes=classes, spec=spec, dropout=args.dropout, lr=args.lr)
+    else:
+        model = copy.deepcopy(start)
+        model.train()
     augment = generic_augment(size=spec.out_size, mean=spec.mean, std=spec.std, seed=seed)
-    data = _Clips(x, y, augment=augment, repeats=max(1, math.ceil(args.epoch_clips / len(x))))
-    model, _, _ = dl.train_model(model, data, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
+    data = _Clips(x, y, augment=augment, size=args.epoch_clips, seed=seed)
+    model, _, _ = dl.train_model(model, data, epochs=epochs or args.epochs, batch_size=args.batch_size, seed=seed,
                                  root_dir=root, progress=False)
     return model
 
@@ -185,7 +213,7 @@ def _autolabel(arm_order: list[int], pool, test, classes, spec, seed: int, root:
     train_ids, val_ids = dl.split_ids(ids, holdout=args.val_fraction, seed=seed,
                                       groups=[digests[i] for i in arm_order])
     tr, va = np.array(train_ids, dtype=int), np.array(val_ids, dtype=int)
-    model = _train(x[tr], y[tr], classes, spec, seed * 1000 + 999, root, args)
+    model = _train(x[tr], y[tr], classes, spec, seed * 1000 + 999, root, args, epochs=args.autolabel_epochs)
     val_probs, _ = _predict(model, x[va])
     temperature = fit_temperature(val_probs, y[va].numpy())
     val_cal = apply_temperature(val_probs, temperature)
@@ -225,7 +253,8 @@ def run_arm(arm: str, dataset: str, seed: int, pool, test, classes, spec, root: 
         if rnd == 0 and "model" in shared:
             model = shared["model"]
         else:
-            model = _train(x[lab], y[lab], classes, spec, seed * 1000 + rnd, root, args)
+            model = _train(x[lab], y[lab], classes, spec, seed * 1000 + rnd, root, args,
+                           start=None if rnd == 0 else model)
             shared.setdefault("model", model)
         seconds["train"] += time.perf_counter() - t
         labels.append(len(order))
@@ -250,7 +279,9 @@ def run_arm(arm: str, dataset: str, seed: int, pool, test, classes, spec, root: 
     return {"dataset": dataset, "seed": seed, "arm": arm, "labels": labels, "accuracy": accuracy,
             "auc": normalised_auc(labels, accuracy), "final_accuracy": accuracy[-1], "order": order,
             "autolabel": auto, "pool": len(x), "test": len(test[1]), "classes": classes,
-            "epochs": args.epochs, "epoch_clips": args.epoch_clips, "seconds": seconds}
+            "epochs": args.epochs, "epoch_clips": args.epoch_clips, "recipe": RECIPE,
+            "autolabel_epochs": args.autolabel_epochs, "batch_size": args.batch_size, "lr": args.lr,
+            "seconds": seconds}
 
 
 def _fmt(v: np.ndarray, digits: int = 3) -> str:
@@ -277,7 +308,8 @@ def summarise(results: list[dict], *, target_precision: float = 0.95) -> tuple[s
         max_labels = ref[0]["labels"][-1] if ref else rs[0]["labels"][-1]
         lines.append(f"\n== {ds}: {len(seeds)} seeds, pool {rs[0]['pool']}, test {rs[0]['test']}, labels "
                      f"{rs[0]['labels'][0]}..{rs[0]['labels'][-1]} in {len(rs[0]['labels'])} rounds, {rs[0]['epochs']}"
-                     f" epochs of >= {rs[0]['epoch_clips']} clips; random's mean final accuracy {target:.3f}")
+                     f" epochs of {rs[0]['epoch_clips']} clips per round (recipe {rs[0].get('recipe', 'v1')}); "
+                     f"random's mean final accuracy {target:.3f}")
         lines.append(f"  {'arm':<16} {'final accuracy':<15} {'area (AUC)':<15} {'labels to random final':<26} "
                      f"{'dAUC vs random, points [95% CI]':<32} dfinal vs random [95% CI]")
         for arm in arms:
@@ -416,9 +448,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--start", type=int, default=20, help="labelled clips to start from (random, shared by arms)")
     ap.add_argument("--step", type=int, default=20, help="clips labelled per round")
     ap.add_argument("--max-labels", type=int, default=300)
-    ap.add_argument("--epochs", type=int, default=12, help="epochs per round (each model trained from scratch)")
-    ap.add_argument("--epoch-clips", type=int, default=160, help="an epoch repeats the labelled set to >= this")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=8, help="epochs per round (later rounds fine-tune the last model)")
+    ap.add_argument("--epoch-clips", type=int, default=320,
+                    help="clips per epoch, the same at every label count (>= --max-labels)")
+    ap.add_argument("--autolabel-epochs", type=int, default=30,
+                    help="epochs of the auto-labelling model (trained from scratch on 80 %% of the final labels)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
     ap.add_argument("--dropout", type=float, default=0.3, help="before the head, in every arm (MC-dropout needs it)")
     ap.add_argument("--mc-passes", type=int, default=8, help="MC-dropout passes for bald")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(STRATEGIES)}")
@@ -437,6 +473,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     if args.summarise:
         results = [json.loads(line) for f in args.summarise for line in f.read_text().splitlines() if line.strip()]
+        recipes = sorted({r.get("recipe", "v1") for r in results})
+        if len(recipes) > 1:
+            ap.error(f"the files mix results of recipes {recipes}; summarise one recipe at a time")
     else:
         args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
         unknown = sorted(set(args.arms) - set(STRATEGIES))
@@ -444,6 +483,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ap.error(f"arms must include random (the baseline) and come from {sorted(STRATEGIES)}; got {unknown}")
         if not 2 <= args.start < args.max_labels <= args.pool or args.step < 1:
             ap.error("need 2 <= --start < --max-labels <= --pool and --step >= 1")
+        if args.epoch_clips < args.max_labels:
+            ap.error("--epoch-clips must be >= --max-labels, so that every epoch shows every labelled clip")
         warnings.filterwarnings("ignore")
         logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
         torch.set_num_threads(args.threads)
@@ -468,6 +509,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for line in args.json.read_text().splitlines():
                 if line.strip():
                     r = json.loads(line)
+                    if r.get("recipe", "v1") != RECIPE:
+                        ap.error(f"{args.json} holds results of recipe {r.get('recipe', 'v1')!r}, this script runs "
+                                 f"{RECIPE!r}; write to a new file")
                     results.append(r)
                     done.add((r["dataset"], r["seed"], r["arm"]))
             print(f"resuming: {len(done)} arm runs already in {args.json}", flush=True)
