@@ -145,7 +145,9 @@ def train_model(
     validation clips the loss is far less noisy than the accuracy) and the
     best epoch's are kept; ``patience`` stops training after that many
     epochs without improvement. The same data, ``seed`` and options give
-    the same weights (one process, CPU).
+    the same weights (one process, CPU). The model trains in training mode
+    whatever mode it arrives in (a model returned by an earlier call, or
+    loaded for scoring, is in eval mode) and is returned in eval mode.
 
     Args:
         model: The model to fit (its weights change in place).
@@ -205,6 +207,7 @@ def train_model(
         for message in (".*does not have many workers.*", ".*number of training batches.*",
                         ".*no `val_dataloader`.*", ".*LeafSpec.*"):
             warnings.filterwarnings("ignore", message=message)
+        model.train()  # Lightning 2.x keeps the mode it gets: in eval mode BN would be frozen, dropout off
         trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)
     if selector.best_state is not None:
         model.load_state_dict(selector.best_state)  # already with precise BN

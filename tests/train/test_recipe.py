@@ -48,6 +48,22 @@ def test_same_data_and_seed_give_the_same_model(tmp_path):
     assert "val_acc" in history.columns  # selection scores are logged per epoch
 
 
+def test_a_model_in_eval_mode_still_trains_in_training_mode(tmp_path):
+    import pytorch_lightning as pl
+
+    class Modes(pl.Callback):
+        seen: set = set()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.seen.add((pl_module.training, all(m.training for m in pl_module.modules())))
+
+    modes = Modes()
+    model = _model().eval()  # e.g. a model an earlier train_model call returned, fine-tuned again
+    model, _, _ = train_model(model, _data(0), epochs=1, batch_size=4, seed=0, root_dir=tmp_path, progress=False,
+                              callbacks=[modes])
+    assert modes.seen == {(True, True)} and not model.training
+
+
 def test_the_selected_epoch_is_returned_and_patience_stops(tmp_path):
     sel: dict = {}
     model, _, _ = train_model(_model(), _data(0), val=_data(1, 8), epochs=8, batch_size=4, seed=0,
