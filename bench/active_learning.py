@@ -75,7 +75,6 @@ A quick look:
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import logging
@@ -101,6 +100,7 @@ from dlabel_lab.labeling import (
     select,
 )
 from dlabel_lab.train.augment import generic_augment
+from dlabel_lab.train.training import fine_tune_copy
 
 ARMS = ("random", "balanced_random", "entropy", "margin", "bald", "coreset", "typiclust", "cluster_margin")
 BASELINES = ("random", "balanced_random")
@@ -143,6 +143,11 @@ class _Clips(Dataset):
         return (x if self.augment is None else self.augment(x)), self.y[j]
 
 
+def _recipe(result: dict) -> str:
+    """The recipe a result was written with (recipe v1 wrote none)."""
+    return result.get("recipe", "v1")
+
+
 def _decode(manifest: Path, classes: list[str], spec) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Every clip of a manifest decoded once: tensors ``(N, C, T, H, W)``, class indices, sha256 digests."""
     rows = dl.read_manifest(manifest)
@@ -157,11 +162,8 @@ def _train(x: torch.Tensor, y: torch.Tensor, classes: list[str], spec, seed: int
     """The recipe: ``epochs`` (default ``args.epochs``) epochs of ``args.epoch_clips`` ``generic_augment``-ed
     clips, ``train_model``; from a fresh model, or fine-tuning a copy of ``start`` (it is left unchanged)."""
     torch.manual_seed(seed)
-    if start is None:
-        model = dl.ClipClassifier(classes=classes, spec=spec, dropout=args.dropout, lr=args.lr)
-    else:
-        model = copy.deepcopy(start)
-        model.train()
+    model = (dl.ClipClassifier(classes=classes, spec=spec, dropout=args.dropout, lr=args.lr) if start is None
+             else fine_tune_copy(start))
     augment = generic_augment(size=spec.out_size, mean=spec.mean, std=spec.std, seed=seed)
     data = _Clips(x, y, augment=augment, size=args.epoch_clips, seed=seed)
     model, _, _ = dl.train_model(model, data, epochs=epochs or args.epochs, batch_size=args.batch_size, seed=seed,
@@ -308,7 +310,7 @@ def summarise(results: list[dict], *, target_precision: float = 0.95) -> tuple[s
         max_labels = ref[0]["labels"][-1] if ref else rs[0]["labels"][-1]
         lines.append(f"\n== {ds}: {len(seeds)} seeds, pool {rs[0]['pool']}, test {rs[0]['test']}, labels "
                      f"{rs[0]['labels'][0]}..{rs[0]['labels'][-1]} in {len(rs[0]['labels'])} rounds, {rs[0]['epochs']}"
-                     f" epochs of {rs[0]['epoch_clips']} clips per round (recipe {rs[0].get('recipe', 'v1')}); "
+                     f" epochs of {rs[0]['epoch_clips']} clips per round (recipe {_recipe(rs[0])}); "
                      f"random's mean final accuracy {target:.3f}")
         lines.append(f"  {'arm':<16} {'final accuracy':<15} {'area (AUC)':<15} {'labels to random final':<26} "
                      f"{'dAUC vs random, points [95% CI]':<32} dfinal vs random [95% CI]")
@@ -473,7 +475,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     if args.summarise:
         results = [json.loads(line) for f in args.summarise for line in f.read_text().splitlines() if line.strip()]
-        recipes = sorted({r.get("recipe", "v1") for r in results})
+        recipes = sorted({_recipe(r) for r in results})
         if len(recipes) > 1:
             ap.error(f"the files mix results of recipes {recipes}; summarise one recipe at a time")
     else:
@@ -509,8 +511,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for line in args.json.read_text().splitlines():
                 if line.strip():
                     r = json.loads(line)
-                    if r.get("recipe", "v1") != RECIPE:
-                        ap.error(f"{args.json} holds results of recipe {r.get('recipe', 'v1')!r}, this script runs "
+                    if _recipe(r) != RECIPE:
+                        ap.error(f"{args.json} holds results of recipe {_recipe(r)!r}, this script runs "
                                  f"{RECIPE!r}; write to a new file")
                     results.append(r)
                     done.add((r["dataset"], r["seed"], r["arm"]))

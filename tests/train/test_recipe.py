@@ -52,7 +52,8 @@ def test_a_model_in_eval_mode_still_trains_in_training_mode(tmp_path):
     import pytorch_lightning as pl
 
     class Modes(pl.Callback):
-        seen: set = set()
+        def __init__(self):
+            self.seen = set()
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             self.seen.add((pl_module.training, all(m.training for m in pl_module.modules())))
